@@ -1,0 +1,3 @@
+from ogcflow.cli import app
+
+app(prog_name="ogcflow")

@@ -1,0 +1,152 @@
+"""The OpenAPI 3.0 document at /api: generated from the routes, made 3.0-valid, and extended with every
+offered process's execute request and results schemas."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from ogcflow import __version__
+from ogcflow.processes.base import Process
+
+
+def to_oas30(node: Any) -> Any:
+    """Rewrite JSON Schema 2020-12 idioms that pydantic emits into their OpenAPI 3.0 forms."""
+    if isinstance(node, list):
+        return [to_oas30(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: to_oas30(v) for k, v in node.items()}
+    for key in ("anyOf", "oneOf"):
+        alts = node.get(key)
+        if isinstance(alts, list) and any(a == {"type": "null"} for a in alts):
+            rest = [a for a in alts if a != {"type": "null"}]
+            del node[key]
+            if len(rest) == 1:
+                node.update({k: v for k, v in rest[0].items() if k not in node})
+            else:
+                node[key] = rest
+            node["nullable"] = True
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), int | float) and not isinstance(node.get(bound), bool):
+            node[flag] = node.pop(bound)
+            node[bound] = True
+    if "examples" in node and isinstance(node["examples"], list):
+        examples = node.pop("examples")
+        if examples and "example" not in node:
+            node["example"] = examples[0]
+    if isinstance(node.get("type"), list):
+        types = [t for t in node["type"] if t != "null"]
+        if len(types) != len(node["type"]):
+            node["nullable"] = True
+        node["type"] = types[0] if len(types) == 1 else "string"
+    node.pop("$schema", None)
+    return node
+
+
+def _input_schema(process: Process) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    required = []
+    for key, desc in process.description.inputs.items():
+        one = copy.deepcopy(desc.schema_)
+        value = {"oneOf": [one, {"type": "object", "required": ["href"],
+                                 "properties": {"href": {"type": "string", "format": "uri"},
+                                                "type": {"type": "string"}}},
+                           {"type": "object", "required": ["value"],
+                            "properties": {"value": one, "mediaType": {"type": "string"},
+                                           "encoding": {"type": "string"}}}]}
+        if desc.maxOccurs == "unbounded" or desc.maxOccurs > 1:
+            value = {"oneOf": [value, {"type": "array", "items": value}]}
+        if desc.title or desc.description:
+            value["description"] = desc.description or desc.title
+        props[key] = value
+        if desc.minOccurs > 0 and "default" not in desc.schema_:
+            required.append(key)
+    inputs: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        inputs["required"] = required
+    outputs = {"type": "object", "additionalProperties": False, "properties": {
+        key: {"type": "object", "properties": {
+            "transmissionMode": {"type": "string", "enum": ["value", "reference"]},
+            "format": {"type": "object"}}} for key in process.description.outputs}}
+    return {"type": "object", "required": ["inputs"] if required else [],
+            "properties": {"inputs": inputs, "outputs": outputs,
+                           "response": {"type": "string", "enum": ["raw", "document"], "default": "raw"},
+                           "subscriber": {"type": "object", "properties": {
+                               "successUri": {"type": "string", "format": "uri"},
+                               "inProgressUri": {"type": "string", "format": "uri"},
+                               "failedUri": {"type": "string", "format": "uri"}}}}}
+
+
+def _results_schema(process: Process) -> dict[str, Any]:
+    props = {}
+    for key, desc in process.description.outputs.items():
+        props[key] = {"oneOf": [copy.deepcopy(desc.schema_),
+                                {"type": "object", "required": ["href"], "properties": {
+                                    "href": {"type": "string"}, "type": {"type": "string"}}},
+                                {"type": "object", "required": ["value"], "properties": {
+                                    "value": {}, "mediaType": {"type": "string"}}}]}
+    return {"type": "object", "properties": props}
+
+
+def _exception_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}}}}
+
+
+def build(app: FastAPI, base_url: str) -> dict[str, Any]:
+    doc = get_openapi(title=app.title, version=__version__, description=app.description, routes=app.routes)
+    doc = to_oas30(doc)
+    doc["openapi"] = "3.0.3"
+    doc["servers"] = [{"url": base_url}]
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Exception"] = {"type": "object", "required": ["type"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"}}, "additionalProperties": True}
+    for path in doc.get("paths", {}).values():
+        for op in path.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            responses.setdefault("400", _exception_response("Bad request"))
+            responses.setdefault("404", _exception_response("Not found"))
+            responses.setdefault("500", _exception_response("Server error"))
+    rt = app.state.rt
+    for process in rt.registry:
+        pid = process.id
+        schemas[f"execute-{pid}"] = to_oas30(_input_schema(process))
+        schemas[f"results-{pid}"] = to_oas30(_results_schema(process))
+        doc["paths"][f"/processes/{pid}/execution"] = {"post": {
+            "tags": ["Processes"], "summary": f"Execute '{pid}'",
+            "description": process.description.description or "", "operationId": f"execute-{pid}",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/execute-{pid}"}}}},
+            "parameters": [{"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
+                            "description": "respond-async for an asynchronous job"}],
+            "responses": {
+                "200": {"description": "Results (synchronous execution, response=document)", "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/results-{pid}"}}}},
+                "201": {"description": "Job created", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/StatusInfo"}}}},
+                "400": _exception_response("Invalid inputs"),
+                "404": _exception_response("No such process"),
+                "500": _exception_response("Server error")}}}
+    return doc
+
+
+_cache: dict[tuple[int, str], dict[str, Any]] = {}
+
+
+def openapi_document(app: FastAPI, base_url: str) -> dict[str, Any]:
+    key = (app.state.registry_version(), base_url)
+    doc = _cache.get(key)
+    if doc is None:
+        _cache.clear()
+        doc = _cache[key] = build(app, base_url)
+    return doc

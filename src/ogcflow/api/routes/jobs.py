@@ -1,0 +1,172 @@
+"""/jobs, /jobs/{id}, DELETE /jobs/{id}, /jobs/{id}/results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from ogcflow import models
+from ogcflow.api.deps import Ctx, get_ctx
+from ogcflow.api.negotiation import respond, wants_html
+from ogcflow.api.results import failure, results_response
+from ogcflow.errors import InvalidParameter, NoSuchJob, NoSuchOutput, ResultNotReady
+from ogcflow.jobs.results import raw_body, results_document
+from ogcflow.jobs.service import status_info
+from ogcflow.jobs.store import Job, JobFilter
+from ogcflow.models import StatusCode
+
+router = APIRouter(tags=["Jobs"])
+
+_STATUSES = {s.value for s in StatusCode}
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def _instant(text: str, name: str) -> datetime | None:
+    if text in ("..", ""):
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidParameter(f"datetime: {text!r} is not an RFC 3339 date-time") from None
+    if value.tzinfo is None:
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def parse_datetime(value: str) -> tuple[datetime | None, datetime | None]:
+    """An instant, or an interval ``start/end`` whose ends may be open (``..`` or empty)."""
+    if "/" in value:
+        start_s, _, end_s = value.partition("/")
+        start, end = _instant(start_s, "start"), _instant(end_s, "end")
+        if start and end and start > end:
+            raise InvalidParameter("datetime: the interval's start is after its end")
+        return start, end
+    instant = _instant(value, "instant")
+    if instant is None:
+        raise InvalidParameter("datetime: '..' alone is not an instant")
+    return instant, instant
+
+
+def get_job(ctx: Ctx, job_id: str) -> Job:
+    job = ctx.rt.store.get(job_id, ctx.namespace)
+    if job is None:
+        raise NoSuchJob(f"There is no job '{job_id}'. See /jobs.")
+    return job
+
+
+@router.get("/jobs", summary="The jobs", operation_id="getJobs", response_model=models.JobList)
+def list_jobs(
+    request: Request, ctx: Annotated[Ctx, Depends(get_ctx)],
+    type: Annotated[list[str] | None, Query(description="Only 'process' is known")] = None,
+    processID: Annotated[list[str] | None, Query(description="Process ids (comma-separated or repeated)")] = None,
+    status: Annotated[list[str] | None, Query(description="Job statuses (comma-separated or repeated)")] = None,
+    datetime: Annotated[str | None, Query(description="Created at, or within an interval (RFC 3339)")] = None,
+    minDuration: Annotated[int | None, Query(ge=0, description="Seconds running, at least")] = None,
+    maxDuration: Annotated[int | None, Query(ge=0, description="Seconds running, at most")] = None,
+    limit: Annotated[int, Query(ge=1, description="Most jobs in one page")] = 10,
+    offset: Annotated[int, Query(ge=0, description="Jobs to skip")] = 0,
+) -> Response:
+    types = _split(type)
+    bad = [t for t in types if t != "process"]
+    if bad:
+        raise InvalidParameter(f"type={bad[0]!r} is not known; the only job type is 'process'")
+    statuses = _split(status)
+    unknown = [s for s in statuses if s not in _STATUSES]
+    if unknown:
+        raise InvalidParameter(f"status={unknown[0]!r} is not a job status ({', '.join(sorted(_STATUSES))})")
+    if minDuration is not None and maxDuration is not None and minDuration > maxDuration:
+        raise InvalidParameter("minDuration is larger than maxDuration")
+    start, end = parse_datetime(datetime) if datetime else (None, None)
+    limit = min(limit, ctx.rt.settings.job_list_max)
+    flt = JobFilter(namespace=ctx.namespace, process_ids=_split(processID), statuses=statuses,
+                    datetime_start=start, datetime_end=end, min_duration=minDuration,
+                    max_duration=maxDuration, limit=limit, offset=offset)
+    rows = ctx.rt.store.list(flt)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    b = ctx.base_url
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "f")]
+
+    def page(off: int, fmt: str | None = None) -> str:
+        q = params + [("offset", str(off))] + ([("f", fmt)] if fmt else [])
+        return f"{b}/jobs?{urlencode(q)}"
+
+    links = [models.Link(href=page(offset), rel="self", type="application/json", title="this list"),
+             models.Link(href=page(offset, "html"), rel="alternate", type="text/html", title="as HTML")]
+    if more:
+        links.append(models.Link(href=page(offset + limit), rel="next", type="application/json",
+                                 title="next page"))
+    if offset > 0:
+        links.append(models.Link(href=page(max(0, offset - limit)), rel="prev", type="application/json",
+                                 title="previous page"))
+    body = models.JobList(jobs=[status_info(j, b) for j in rows], links=links).dump()
+    return respond(request, body, "jobs.html", base=b, title="Jobs")
+
+
+@router.get("/jobs/{jobId}", summary="The status of a job", operation_id="getStatus",
+            response_model=models.StatusInfo)
+def get_status(request: Request, jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = get_job(ctx, jobId)
+    return respond(request, status_info(job, ctx.base_url).dump(), "job.html", base=ctx.base_url,
+                   title=f"Job {job.id}", job=job)
+
+
+@router.delete("/jobs/{jobId}", summary="Dismiss a job", operation_id="dismiss",
+               response_model=models.StatusInfo)
+def dismiss(request: Request, jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    before = ctx.rt.store.dismiss(jobId, ctx.namespace)
+    if before is None:
+        raise NoSuchJob(f"There is no job '{jobId}'. See /jobs.")
+    if before.status in (StatusCode.accepted.value, StatusCode.running.value):
+        ctx.engine.dismiss(before)
+    ctx.rt.storage.delete_job(jobId)
+    job = ctx.rt.store.get(jobId, ctx.namespace) or before
+    return respond(request, status_info(job, ctx.base_url).dump(), "job.html", base=ctx.base_url,
+                   title=f"Job {job.id}", job=job)
+
+
+def _finished(ctx: Ctx, job_id: str) -> Job:
+    job = get_job(ctx, job_id)
+    if job.status == StatusCode.dismissed.value:
+        raise NoSuchJob(f"Job '{job_id}' was dismissed; its results are gone.")
+    if job.status in (StatusCode.accepted.value, StatusCode.running.value):
+        raise ResultNotReady(f"Job '{job_id}' is {job.status}; its results are not ready yet.")
+    return job
+
+
+@router.get("/jobs/{jobId}/results", summary="The results of a job", operation_id="getResult")
+def get_results(request: Request, jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = _finished(ctx, jobId)
+    if wants_html(request):
+        if job.status == StatusCode.failed.value:
+            raise failure(job)
+        doc = results_document(job.id, job.results or {}, job.request.get("outputs", {}), ctx.base_url,
+                               ctx.rt.storage)
+        return respond(request, doc, "results.html", base=ctx.base_url, title=f"Results of {job.id}", job=job)
+    return results_response(job, ctx.base_url, ctx.rt.storage)
+
+
+@router.get("/jobs/{jobId}/results/{outputId}", summary="One output of a job, as its own media type",
+            operation_id="getResultOutput")
+def get_output(jobId: Annotated[str, Path()], outputId: Annotated[str, Path()],
+               ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = _finished(ctx, jobId)
+    if job.status == StatusCode.failed.value:
+        raise failure(job)
+    entry = (job.results or {}).get(outputId)
+    if entry is None:
+        raise NoSuchOutput(f"Job '{jobId}' has no output '{outputId}'")
+    body, media = raw_body(entry, ctx.rt.storage)
+    return Response(body, media_type=media)

@@ -1,0 +1,150 @@
+"""The ``ogcflow`` command: serve, worker, db."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ogcflow.settings import Settings
+
+console = Console(stderr=True)
+
+
+def _settings_help() -> str:
+    lines = ["Settings (environment variables; also keys of the YAML file named by OGCFLOW_CONFIG):", ""]
+    for name, field in Settings.model_fields.items():
+        default = field.default if field.default_factory is None else field.default_factory()
+        lines.append(f"  OGCFLOW_{name.upper()}: {field.description} [default: {default}]")
+    return "\n\n".join(lines)
+
+
+app = typer.Typer(help="ogcflow: an OGC API - Processes server.", no_args_is_help=True,
+                  rich_markup_mode=None)
+db_app = typer.Typer(help="The job store.")
+app.add_typer(db_app, name="db")
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _load_settings(**overrides: object) -> Settings:
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"OGCFLOW_{key.upper()}"] = str(value)
+    from ogcflow.settings import get_settings
+
+    get_settings.cache_clear()
+    return get_settings()
+
+
+class _WorkerSupervisor:
+    """Keeps the local worker daemon of ``serve`` running; restarts it if it dies."""
+
+    def __init__(self, concurrency: int, log_level: str) -> None:
+        self.cmd = [sys.executable, "-m", "ogcflow", "worker", "--concurrency", str(concurrency),
+                    "--log-level", log_level, "--parent-pid", str(os.getpid())]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, start_new_session=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            if self.proc is not None and self.proc.poll() is not None and not self.stopping.is_set():
+                console.print(f"[yellow]worker exited ({self.proc.returncode}); starting it again[/]")
+                self.proc = subprocess.Popen(self.cmd, start_new_session=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@app.command(epilog=_settings_help())
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    workers: Annotated[int, typer.Option(help="Job slots of the local engine (concurrent jobs).")] = 2,
+    api_workers: Annotated[int, typer.Option(help="API processes (uvicorn workers).")] = 1,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (OGCFLOW_DATA_DIR).")] = None,
+    engine: Annotated[str | None, typer.Option(help="local or prefect (OGCFLOW_ENGINE).")] = None,
+    no_worker: Annotated[bool, typer.Option(help="Start no local worker (workers run elsewhere).")] = False,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Start the API with its embedded defaults: SQLite store, results on disk, local worker processes."""
+    _logging(log_level)
+    settings = _load_settings(data_dir=data_dir, engine=engine)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from ogcflow.jobs.store import migrate
+
+    migrate(settings.db_url)
+    import uvicorn
+
+    supervisor = None
+    if settings.engine == "local" and not no_worker and workers > 0:
+        supervisor = _WorkerSupervisor(workers, log_level)
+        supervisor.start()
+    console.print(f"ogcflow serving on http://{host}:{port}/ (engine: {settings.engine}, "
+                  f"data: {settings.data_dir.resolve()})")
+    try:
+        uvicorn.run("ogcflow.api.app:app_factory", factory=True, host=host, port=port, workers=api_workers,
+                    loop="uvloop", http="httptools", access_log=False, log_level=log_level,
+                    timeout_graceful_shutdown=5)
+    finally:
+        if supervisor:
+            supervisor.stop()
+
+
+@app.command(epilog=_settings_help())
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 2,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+    callbacks: Annotated[bool, typer.Option(help="Also deliver callbacks.")] = True,
+    parent_pid: Annotated[int | None, typer.Option(help="Stop when this process is gone.")] = None,
+) -> None:
+    """Run jobs of the local engine from the shared store (on this or any other machine)."""
+    _logging(log_level)
+    settings = _load_settings()
+    from ogcflow.engines.local import Worker
+    from ogcflow.jobs.service import Runtime
+    from ogcflow.jobs.store import migrate
+
+    migrate(settings.db_url)
+    Worker(Runtime.from_settings(settings), concurrency=concurrency, callbacks=callbacks,
+           parent_pid=parent_pid).run()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the store's tables (Alembic)."""
+    settings = _load_settings()
+    from ogcflow.jobs.store import migrate
+
+    started = time.monotonic()
+    migrate(settings.db_url)
+    console.print(f"store at newest revision ({time.monotonic() - started:.2f} s)")
+
+
+if __name__ == "__main__":
+    app()

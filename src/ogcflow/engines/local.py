@@ -1,0 +1,219 @@
+"""The local engine: worker daemons that claim accepted jobs from the store and run each one in a forked
+child process (its own process group), so that a dismissed or timed-out job is really killed, and a
+crashing job cannot take the worker down.
+
+``ogcflow serve`` starts one worker daemon with ``--workers N`` slots; ``ogcflow worker`` starts one on any
+machine that reaches the store and the results storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+from ogcflow.callbacks import dispatch_forever
+from ogcflow.engines.base import StoreEngine
+from ogcflow.jobs.service import Runtime, run_job
+from ogcflow.jobs.store import Job, worker_identity
+from ogcflow.models import StatusCode
+
+log = logging.getLogger("ogcflow.worker")
+
+
+class LocalEngine(StoreEngine):
+    """API side of the local engine: the store is the queue; workers watch it."""
+
+    name = "local"
+
+    def submit(self, job: Job) -> None:
+        return None  # workers poll the store for accepted jobs
+
+    def dismiss(self, job: Job) -> None:
+        return None  # the worker running it sees the status and kills the job's process group
+
+
+@dataclass
+class _Child:
+    job_id: str
+    pid: int
+    started: float
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Worker:
+    """A worker daemon with ``concurrency`` job slots."""
+
+    def __init__(self, rt: Runtime, concurrency: int = 2, callbacks: bool = True,
+                 parent_pid: int | None = None) -> None:
+        self.rt = rt
+        self.parent_pid = parent_pid
+        self.concurrency = max(1, concurrency)
+        self.identity = worker_identity()
+        self.children: dict[int, _Child] = {}
+        self.stopping = False
+        self.callbacks = callbacks
+        self.dispatcher_pid: int | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Fail the jobs a dead worker of this host left running (its process is gone)."""
+        host = socket.gethostname()
+        for job in self.rt.store.running_on("local", host + ":"):
+            pid = int((job.worker or "").rsplit(":", 1)[-1] or 0)
+            if not pid or not _pid_alive(pid) or pid == os.getpid():
+                self.rt.store.fail_lost(job.id, "the server stopped while this job was running; "
+                                                "submit it again")
+                log.warning("job %s failed: its worker %s is gone", job.id, job.worker)
+
+    def _start_dispatcher(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.rt.store.after_fork()
+            try:
+                dispatch_forever(self.rt)
+            finally:
+                os._exit(0)
+        self.dispatcher_pid = pid
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.recover()
+        if self.callbacks:
+            self._start_dispatcher()
+        log.info("worker %s: %d slot(s)", self.identity, self.concurrency)
+        last_beat = last_reap = 0.0
+        settings = self.rt.settings
+        try:
+            while not self.stopping:
+                self._collect()
+                claimed = False
+                if len(self.children) < self.concurrency:
+                    job = self.rt.store.claim("local", self.identity)
+                    if job is not None:
+                        self._fork(job)
+                        claimed = True
+                now = time.monotonic()
+                if self.children:
+                    self._watch(now)
+                if now - last_beat >= settings.heartbeat_seconds:
+                    self.rt.store.heartbeat([c.job_id for c in self.children.values()])
+                    last_beat = now
+                if now - last_reap >= 5.0:
+                    for job_id in self.rt.store.reap_stale("local", settings.stale_after_seconds):
+                        log.warning("job %s failed: its worker went silent", job_id)
+                    self._check_dispatcher()
+                    last_reap = now
+                    if self.parent_pid and not _pid_alive(self.parent_pid):
+                        log.warning("the server that started this worker is gone; stopping")
+                        self.stopping = True
+                if not claimed:
+                    time.sleep(settings.poll_interval)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        for child in list(self.children.values()):
+            self._kill(child)
+            self.rt.store.fail_lost(child.job_id, "the worker was stopped while this job was running; "
+                                                  "submit it again")
+        self._collect()
+        if self.dispatcher_pid:
+            try:
+                os.kill(self.dispatcher_pid, signal.SIGTERM)
+                os.waitpid(self.dispatcher_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.dispatcher_pid = None
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def _fork(self, job: Job) -> None:
+        pid = os.fork()
+        if pid == 0:  # the job's process
+            code = 0
+            try:
+                os.setsid()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                self.rt.store.after_fork()
+                run_job(self.rt, job)
+            except BaseException:  # noqa: BLE001 - the child must never return into the worker loop
+                log.exception("job %s: the job process failed", job.id)
+                code = 1
+            finally:
+                os._exit(code)
+        self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic())
+
+    def _collect(self) -> None:
+        """Reap ended job processes; a job whose process died without recording an end is failed."""
+        for pid, child in list(self.children.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done == 0:
+                continue
+            del self.children[pid]
+            if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
+                how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                       else f"exited with code {os.WEXITSTATUS(status)}")
+                self.rt.store.fail_lost(child.job_id, f"the job's process {how}")
+
+    def _watch(self, now: float) -> None:
+        """Kill the process groups of dismissed jobs and of jobs over the time limit."""
+        statuses = self.rt.store.status_of([c.job_id for c in self.children.values()])
+        for child in list(self.children.values()):
+            status = statuses.get(child.job_id)
+            if status is None or status == StatusCode.dismissed.value:
+                self._kill(child)
+                self.rt.storage.delete_job(child.job_id)
+            elif now - child.started > self.rt.settings.job_timeout:
+                self._kill(child)
+                self.rt.store.fail_lost(child.job_id, f"the job ran longer than the limit of "
+                                                      f"{self.rt.settings.job_timeout:g} s and was stopped")
+
+    def _kill(self, child: _Child) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(child.pid, 0)
+        except ChildProcessError:
+            pass
+        self.children.pop(child.pid, None)
+
+    def _check_dispatcher(self) -> None:
+        if not self.dispatcher_pid:
+            return
+        try:
+            done, _ = os.waitpid(self.dispatcher_pid, os.WNOHANG)
+        except ChildProcessError:
+            done = self.dispatcher_pid
+        if done:
+            log.warning("callback dispatcher ended; starting it again")
+            self._start_dispatcher()

@@ -1,0 +1,1 @@
+"""Job store and job state machine."""

@@ -1,0 +1,100 @@
+"""Outputs of a job: how they are stored (a manifest in the job row, bulky values in storage) and how they
+are shown (the standard's results document, raw values)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from ogcflow.models import TransmissionMode
+from ogcflow.processes.base import OutputValue
+from ogcflow.storage import ResultStorage
+
+INLINE_LIMIT = 256 * 1024  # larger JSON values are kept in storage, not in the job row
+JSON = "application/json"
+
+_EXT = {"application/json": ".json", "text/plain": ".txt", "image/png": ".png", "image/tiff": ".tif",
+        "application/geo+json": ".geojson", "application/octet-stream": ".bin"}
+
+
+def store_outputs(job_id: str, outputs: dict[str, Any], requested: dict[str, TransmissionMode],
+                  storage: ResultStorage) -> dict[str, dict[str, Any]]:
+    """Keep the requested outputs; return the manifest ``{output_id: entry}`` saved with the job.
+
+    An entry is ``{"mediaType", "value"}`` (JSON kept inline) or ``{"mediaType", "key", "size", "binary"}``.
+    """
+    manifest: dict[str, dict[str, Any]] = {}
+    for output_id, mode in requested.items():
+        if output_id not in outputs:
+            continue
+        out = outputs[output_id]
+        if not isinstance(out, OutputValue):
+            out = OutputValue(value=out)
+        media = out.media_type
+        name = output_id + _EXT.get((media or JSON).split(";")[0], ".bin")
+        if out.path is not None:
+            key = storage.put_file(job_id, name, out.path)
+            manifest[output_id] = {"mediaType": media or "application/octet-stream", "key": key,
+                                   "size": storage.size(key), "binary": True}
+        elif isinstance(out.value, bytes | bytearray):
+            key = storage.put_bytes(job_id, name, bytes(out.value))
+            manifest[output_id] = {"mediaType": media or "application/octet-stream", "key": key,
+                                   "size": len(out.value), "binary": True}
+        else:
+            encoded = orjson.dumps(out.value)
+            if len(encoded) > INLINE_LIMIT or mode is TransmissionMode.reference:
+                key = storage.put_bytes(job_id, name, encoded)
+                manifest[output_id] = {"mediaType": media or JSON, "key": key, "size": len(encoded),
+                                       "binary": False}
+            else:
+                manifest[output_id] = {"mediaType": media or JSON, "value": out.value}
+    return manifest
+
+
+def load_value(entry: dict[str, Any], storage: ResultStorage) -> Any:
+    """The output's value: JSON data, or bytes for a binary output."""
+    if "value" in entry:
+        return entry["value"]
+    data = storage.read(entry["key"])
+    return data if entry.get("binary") else orjson.loads(data)
+
+
+def raw_body(entry: dict[str, Any], storage: ResultStorage) -> tuple[bytes, str]:
+    """The output as a response body of its own media type."""
+    value = load_value(entry, storage)
+    media = entry.get("mediaType") or JSON
+    if isinstance(value, bytes):
+        return value, media
+    if isinstance(value, str) and not media.endswith("json"):
+        return value.encode(), media + ("; charset=utf-8" if media.startswith("text/") else "")
+    return orjson.dumps(value), media if media.endswith("json") else JSON
+
+
+def output_href(base_url: str, job_id: str, output_id: str) -> str:
+    return f"{base_url}/jobs/{job_id}/results/{output_id}"
+
+
+def document_entry(output_id: str, entry: dict[str, Any], mode: TransmissionMode, base_url: str,
+                   job_id: str, storage: ResultStorage) -> Any:
+    """One output in the results document (inlineOrRefData)."""
+    media = entry.get("mediaType") or JSON
+    if mode is TransmissionMode.reference:
+        return {"href": output_href(base_url, job_id, output_id), "type": media, "rel": "related",
+                "title": output_id}
+    value = load_value(entry, storage)
+    if isinstance(value, bytes):
+        return {"value": base64.b64encode(value).decode(), "mediaType": media, "encoding": "base64"}
+    if isinstance(value, dict):
+        return {"value": value, "mediaType": media}
+    return value
+
+
+def results_document(job_id: str, manifest: dict[str, dict[str, Any]], modes: dict[str, str],
+                     base_url: str, storage: ResultStorage) -> dict[str, Any]:
+    return {
+        output_id: document_entry(output_id, entry, TransmissionMode(modes.get(output_id, "value")),
+                                  base_url, job_id, storage)
+        for output_id, entry in manifest.items()
+    }

@@ -1,0 +1,60 @@
+"""Tables of the job and process store. Changes go through an Alembic migration (ogcflow/migrations)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("namespace", String(128), nullable=False, default="default"),
+    Column("process_id", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("mode", String(8), nullable=False, default="async"),  # sync | async
+    Column("message", Text),
+    Column("progress", Integer),
+    Column("created", DateTime, nullable=False),
+    Column("started", DateTime),
+    Column("finished", DateTime),
+    Column("updated", DateTime, nullable=False),
+    Column("duration", Float),  # seconds from started to finished, set when the job ends
+    Column("request", JSON, nullable=False),  # the execute request: inputs, outputs, response, subscriber
+    Column("results", JSON),  # output id -> stored result (see jobs.results)
+    Column("error", JSON),  # exception document of a failed job
+    Column("engine", String(32), nullable=False, default="local"),
+    Column("worker", String(256)),  # who runs it: host:pid of the local worker, or an engine reference
+    Column("heartbeat", DateTime),
+    Column("run_ref", String(256)),  # the engine's own id of the run (e.g. a Prefect flow run id)
+    Index("ix_jobs_ns_created", "namespace", "created"),
+    Index("ix_jobs_ns_status_created", "namespace", "status", "created"),
+    Index("ix_jobs_ns_process_created", "namespace", "process_id", "created"),
+    Index("ix_jobs_engine_status_created", "engine", "status", "created"),
+)
+
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", DateTime, nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),  # pending | delivered | failed
+    Column("last_error", Text),
+    Index("ix_callbacks_state_next", "state", "next_at"),
+)

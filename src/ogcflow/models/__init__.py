@@ -1,0 +1,43 @@
+"""Pydantic models of the OGC API - Processes schemas."""
+
+from ogcflow.models.ogc import (
+    ConfClasses,
+    Execute,
+    ExceptionDocument,
+    InputDescription,
+    JobControlOption,
+    JobList,
+    LandingPage,
+    Link,
+    OutputDescription,
+    OutputRequest,
+    Process,
+    ProcessList,
+    ProcessSummary,
+    ResponseMode,
+    StatusCode,
+    StatusInfo,
+    Subscriber,
+    TransmissionMode,
+)
+
+__all__ = [
+    "ConfClasses",
+    "ExceptionDocument",
+    "Execute",
+    "InputDescription",
+    "JobControlOption",
+    "JobList",
+    "LandingPage",
+    "Link",
+    "OutputDescription",
+    "OutputRequest",
+    "Process",
+    "ProcessList",
+    "ProcessSummary",
+    "ResponseMode",
+    "StatusCode",
+    "StatusInfo",
+    "Subscriber",
+    "TransmissionMode",
+]

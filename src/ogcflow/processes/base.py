@@ -1,0 +1,92 @@
+"""What a process is: a description (the OGC model) and an ``execute`` that turns inputs into outputs.
+
+A process never knows which engine runs it: the local worker and the Prefect engine call the same
+``execute`` with the same :class:`JobContext`.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ogcflow import models
+from ogcflow.errors import NoSuchProcess
+
+
+@dataclass(slots=True)
+class OutputValue:
+    """An output with its media type. ``value`` is JSON-able data, ``bytes``, or a file ``path``."""
+
+    value: Any = None
+    media_type: str | None = None
+    path: Path | None = None
+
+
+@dataclass
+class JobContext:
+    """What a running process may use: where to write files, how to report progress."""
+
+    job_id: str
+    workdir: Path
+    report: Callable[[int | None, str | None], None] = field(default=lambda p, m: None)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def progress(self, percent: int | None = None, message: str | None = None) -> None:
+        """Report progress (0-100) and/or a message; shown in the job's status."""
+        self.report(percent, message)
+
+
+class Process(abc.ABC):
+    """A process offered by the server."""
+
+    #: The OGC description (id, version, inputs, outputs, job control options...).
+    description: models.Process
+    #: True when a synchronous execution is cheap enough to run inside the API process.
+    inline: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.description.id
+
+    @abc.abstractmethod
+    def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        """Run with validated inputs; return output id -> value (plain or :class:`OutputValue`)."""
+
+
+class ProcessRegistry:
+    """The processes of the server, by id."""
+
+    def __init__(self) -> None:
+        self._processes: dict[str, Process] = {}
+
+    def add(self, process: Process) -> None:
+        self._processes[process.id] = process
+
+    def get(self, process_id: str) -> Process:
+        try:
+            return self._processes[process_id]
+        except KeyError:
+            raise NoSuchProcess(f"There is no process '{process_id}'. See /processes.") from None
+
+    def __contains__(self, process_id: str) -> bool:
+        return process_id in self._processes
+
+    def __iter__(self) -> Iterator[Process]:
+        return iter(sorted(self._processes.values(), key=lambda p: p.id))
+
+    def __len__(self) -> int:
+        return len(self._processes)
+
+
+def default_registry() -> ProcessRegistry:
+    """The built-in processes."""
+    from ogcflow.processes.builtin import EchoProcess, HelloWorldProcess, SleepProcess
+
+    registry = ProcessRegistry()
+    for process in (EchoProcess(), HelloWorldProcess(), SleepProcess()):
+        registry.add(process)
+    return registry

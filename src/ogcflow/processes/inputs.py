@@ -1,0 +1,224 @@
+"""Execute requests checked against a process description, and inputs made ready for ``execute``.
+
+Two stages:
+- :func:`check_request` (in the API, before a job exists): every input and output named in the request
+  is known, occurrences fit minOccurs/maxOccurs, values fit their JSON Schema. Errors name the input.
+- :func:`resolve_inputs` (where the job runs): references are fetched, binary values decoded, defaults set.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft4Validator, FormatChecker
+
+from ogcflow import models
+from ogcflow.errors import InputFetchError, InvalidInput
+from ogcflow.models import TransmissionMode
+
+_formats = FormatChecker(formats=())
+
+
+@_formats.checks("date-time", raises=ValueError)
+def _is_datetime(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if "T" not in value.upper():
+        raise ValueError("a date-time needs a 'T' between date and time")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("a date-time needs a time zone (Z or an offset)")
+    return True
+
+
+@_formats.checks("date", raises=ValueError)
+def _is_date(value: object) -> bool:
+    if isinstance(value, str):
+        datetime.strptime(value, "%Y-%m-%d")
+    return True
+
+
+def oas_to_jsonschema(schema: Any) -> Any:
+    """An OpenAPI 3.0 schema object as JSON Schema (draft 4): ``nullable`` becomes a null alternative."""
+    if isinstance(schema, list):
+        return [oas_to_jsonschema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("properties", "patternProperties") and isinstance(value, dict):
+            out[key] = {k: oas_to_jsonschema(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
+            out[key] = oas_to_jsonschema(value)
+        elif key in ("nullable", "contentMediaType", "contentEncoding", "contentSchema", "example",
+                     "readOnly", "writeOnly", "deprecated"):
+            continue
+        else:
+            out[key] = value
+    if schema.get("nullable"):
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@lru_cache(maxsize=2048)
+def _validator(schema_json: str) -> Draft4Validator:
+    return Draft4Validator(oas_to_jsonschema(json.loads(schema_json)), format_checker=_formats)
+
+
+def validator_for(schema: dict[str, Any]) -> Draft4Validator:
+    return _validator(json.dumps(schema, sort_keys=True))
+
+
+def is_binary(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and schema.get("contentEncoding") in ("base64", "binary")
+
+
+def is_bbox(schema: dict[str, Any]) -> bool:
+    props = schema.get("properties")
+    return schema.get("type") == "object" and isinstance(props, dict) and "bbox" in props \
+        and "bbox" in schema.get("required", [])
+
+
+@dataclass(slots=True)
+class Reference:
+    """An input given by reference."""
+
+    href: str
+    type: str | None = None
+
+
+def _occurrences(value: Any, desc: models.InputDescription) -> list[Any]:
+    """Split a request value into its occurrences: a list is several values, unless the schema is an array
+    (then it is one value, or several when every element is itself a list and the input may repeat)."""
+    if not isinstance(value, list):
+        return [value]
+    if desc.schema_.get("type") != "array":
+        return list(value)
+    repeats = desc.maxOccurs == "unbounded" or (isinstance(desc.maxOccurs, int) and desc.maxOccurs > 1)
+    if repeats and value and all(isinstance(v, list) for v in value):
+        return list(value)
+    return [value]
+
+
+def _check_one(input_id: str, value: Any, desc: models.InputDescription, where: str) -> None:
+    schema = desc.schema_
+    if isinstance(value, dict) and "href" in value and "value" not in value:
+        href = value["href"]
+        if not isinstance(href, str) or not href.startswith(("http://", "https://")):
+            raise InvalidInput(f"input '{input_id}'{where}: 'href' must be an http(s) URL")
+        return
+    if isinstance(value, dict) and "value" in value and not is_bbox(schema):
+        expected = schema.get("contentMediaType")
+        media = value.get("mediaType")
+        if expected and media and media != expected:
+            raise InvalidInput(
+                f"input '{input_id}'{where}: media type '{media}' is not accepted, expected '{expected}'")
+        value = value["value"]
+    if is_binary(schema):
+        if not isinstance(value, str):
+            raise InvalidInput(f"input '{input_id}'{where}: expected a base64-encoded string")
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"input '{input_id}'{where}: the value is not valid base64") from None
+        return
+    errors = sorted(validator_for(schema).iter_errors(value), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        path = "".join(f"[{p!r}]" for p in err.path)
+        raise InvalidInput(f"input '{input_id}'{where}{path}: {err.message}")
+
+
+def check_request(process: models.Process, execute: models.Execute) -> None:
+    """Raise :class:`InvalidInput` naming the first input or output that does not fit the process."""
+    unknown = [k for k in execute.inputs if k not in process.inputs]
+    if unknown:
+        known = ", ".join(process.inputs) or "none"
+        raise InvalidInput(f"unknown input '{unknown[0]}' for process '{process.id}' (its inputs: {known})")
+    for input_id, desc in process.inputs.items():
+        if input_id not in execute.inputs:
+            if desc.minOccurs > 0 and "default" not in desc.schema_:
+                raise InvalidInput(f"input '{input_id}' is required by process '{process.id}'")
+            continue
+        occurrences = _occurrences(execute.inputs[input_id], desc)
+        max_occurs = desc.maxOccurs
+        if len(occurrences) < desc.minOccurs:
+            raise InvalidInput(f"input '{input_id}' needs at least {desc.minOccurs} values")
+        if max_occurs != "unbounded" and len(occurrences) > max_occurs:
+            raise InvalidInput(f"input '{input_id}' takes at most {max_occurs} value(s), "
+                               f"got {len(occurrences)}")
+        many = len(occurrences) > 1
+        for i, occ in enumerate(occurrences):
+            _check_one(input_id, occ, desc, f"[{i}]" if many else "")
+    if execute.outputs:
+        for output_id, req in execute.outputs.items():
+            if output_id not in process.outputs:
+                known = ", ".join(process.outputs)
+                raise InvalidInput(f"unknown output '{output_id}' for process '{process.id}' (its outputs: "
+                                   f"{known})")
+            if req.transmissionMode not in process.outputTransmission:
+                raise InvalidInput(f"output '{output_id}': transmission mode "
+                                   f"'{req.transmissionMode.value}' is not offered")
+
+
+def requested_outputs(process: models.Process, execute: models.Execute) -> dict[str, TransmissionMode]:
+    """Output id -> transmission mode: the outputs asked for, or all of them by value."""
+    if execute.outputs:
+        return {k: v.transmissionMode for k, v in execute.outputs.items()}
+    return {k: TransmissionMode.value for k in process.outputs}
+
+
+def has_references(execute_inputs: dict[str, Any]) -> bool:
+    def ref(v: Any) -> bool:
+        return isinstance(v, dict) and "href" in v and "value" not in v
+    return any(ref(v) or (isinstance(v, list) and any(ref(x) for x in v)) for v in execute_inputs.values())
+
+
+def resolve_inputs(process: models.Process, raw: dict[str, Any], fetch: Any) -> dict[str, Any]:
+    """Inputs as ``execute`` receives them: references fetched, binaries decoded, defaults filled in.
+
+    ``fetch(href) -> (bytes, media_type)`` fetches a reference (with the server's network policy).
+    A value is a list when the input may occur more than once.
+    """
+    out: dict[str, Any] = {}
+    for input_id, desc in process.inputs.items():
+        many = desc.maxOccurs == "unbounded" or (isinstance(desc.maxOccurs, int) and desc.maxOccurs > 1)
+        if input_id not in raw:
+            if "default" in desc.schema_:
+                out[input_id] = [desc.schema_["default"]] if many else desc.schema_["default"]
+            continue
+        values = [_resolve_one(input_id, occ, desc, fetch) for occ in _occurrences(raw[input_id], desc)]
+        out[input_id] = values if many else values[0]
+    return out
+
+
+def _resolve_one(input_id: str, value: Any, desc: models.InputDescription, fetch: Any) -> Any:
+    schema = desc.schema_
+    if isinstance(value, dict) and "href" in value and "value" not in value:
+        data, media_type = fetch(value["href"])
+        if is_binary(schema) or (schema.get("type") == "string" and schema.get("contentMediaType")
+                                 and not schema["contentMediaType"].startswith("text/")):
+            return data
+        if schema.get("type") == "string":
+            return data.decode("utf-8", errors="replace")
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            raise InputFetchError(
+                f"input '{input_id}': {value['href']} did not return JSON ({media_type or 'no type'})"
+            ) from None
+        errors = list(validator_for(schema).iter_errors(parsed))
+        if errors:
+            raise InputFetchError(f"input '{input_id}': the referenced value does not fit: {errors[0].message}")
+        return parsed
+    if isinstance(value, dict) and "value" in value and not is_bbox(schema):
+        value = value["value"]
+    if is_binary(schema):
+        return base64.b64decode(value)
+    return value
