@@ -46,6 +46,14 @@ def to_oas30(node: Any) -> Any:
             node["nullable"] = True
         node["type"] = types[0] if len(types) == 1 else "string"
     node.pop("$schema", None)
+    if node.get("required") == []:
+        del node["required"]
+    for key in ("contentMediaType", "contentEncoding", "contentSchema"):
+        if key in node:  # JSON Schema keywords OpenAPI 3.0 lacks: kept as extensions
+            value = node.pop(key)
+            node[f"x-{key}"] = value
+            if key == "contentEncoding" and value == "base64" and "format" not in node:
+                node["format"] = "byte"
     return node
 
 

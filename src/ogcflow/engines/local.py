@@ -73,7 +73,7 @@ class Worker:
         """Fail the jobs a dead worker of this host left running (its process is gone)."""
         host = socket.gethostname()
         for job in self.rt.store.running_on("local", host + ":"):
-            pid = int((job.worker or "").rsplit(":", 1)[-1] or 0)
+            pid = int((job.worker or "").rsplit(":", 1)[-1].split("/")[0] or 0)
             if not pid or not _pid_alive(pid) or pid == os.getpid():
                 self.rt.store.fail_lost(job.id, "the server stopped while this job was running; "
                                                 "submit it again")
@@ -164,6 +164,7 @@ class Worker:
             finally:
                 os._exit(code)
         self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic())
+        self.rt.store.set_worker(job.id, f"{self.identity}/{pid}")
 
     def _collect(self) -> None:
         """Reap ended job processes; a job whose process died without recording an end is failed."""

@@ -205,6 +205,10 @@ class JobStore:
         with self.engine.begin() as conn:
             return self._set(conn, job_id, [StatusCode.accepted.value], **values)
 
+    def set_worker(self, job_id: str, worker: str) -> None:
+        with self.engine.begin() as conn:
+            self._set(conn, job_id, None, worker=worker, updated=jobs.c.updated)
+
     def set_run_ref(self, job_id: str, run_ref: str) -> None:
         with self.engine.begin() as conn:
             self._set(conn, job_id, None, run_ref=run_ref)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server import Server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") and not os.environ.get("OGCFLOW_TEST_POSTGRES_URL"):
+        raise pytest.UsageError("CI runs the PostgreSQL tests: start them with scripts/test.sh")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("server")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def wait_for(client: httpx.Client, job_url: str, statuses: tuple[str, ...] = ("successful", "failed",
+             "dismissed"), timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = client.get(job_url).json()
+        if info["status"] in statuses or time.monotonic() > deadline:
+            return info
+        time.sleep(0.05)
+
+
+class Recorder:
+    """A local HTTP server: serves files from a dict, records POSTs (callbacks)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.posts: list[tuple[str, Any]] = []
+        self.fail_first: dict[str, int] = {}
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                item = recorder.files.get(self.path)
+                if item is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                body, media = item
+                self.send_response(200)
+                self.send_header("Content-Type", media)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                data = self.rfile.read(length)
+                left = recorder.fail_first.get(self.path, 0)
+                if left:
+                    recorder.fail_first[self.path] = left - 1
+                    recorder.posts.append((self.path + "#failed", None))
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                recorder.posts.append((self.path, json.loads(data)))
+                self.send_response(204)
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def received(self, path: str) -> list[Any]:
+        return [body for p, body in self.posts if p == path]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+    yield rec
+    rec.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

@@ -1,0 +1,70 @@
+"""A real ``ogcflow serve`` process for the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``ogcflow serve`` on a free port with its own data directory and settings."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, workers: int = 2,
+                 args: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "OGCFLOW_DATA_DIR": str(data_dir), "OGCFLOW_ALLOW_PRIVATE_URLS": "true",
+                    "OGCFLOW_CALLBACK_BACKOFF": "0.2", **(env or {})}
+        self.workers = workers
+        self.args = args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "server.log"
+
+    def start(self, timeout: float = 60) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "ogcflow", "serve", "--port", str(self.port), "--workers",
+               str(self.workers), "--log-level", "warning", *self.args]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/conformance", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """Kill the server and everything it started, at once (a crash)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        # the worker runs in a session of its own: kill it as a crash would
+        subprocess.run(["pkill", "-9", "-f", f"--parent-pid {self.proc.pid}"], check=False)
