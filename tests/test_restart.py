@@ -1,0 +1,54 @@
+"""A restart or a crash loses no accepted job; jobs that were running end as failed, saying why."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import wait_for
+from tests.server import Server
+
+
+def _submit(c: httpx.Client, process: str, inputs: dict) -> str:
+    resp = c.post(f"/processes/{process}/execution", json={"inputs": inputs}, headers={"Prefer": "respond-async"})
+    assert resp.status_code == 201
+    return resp.headers["location"].rsplit("/", 1)[1]
+
+
+def _restart_case(data_dir: Path, crash: bool) -> None:
+    first = Server(data_dir, workers=1).start()
+    with httpx.Client(base_url=first.url, timeout=30) as c:
+        running = _submit(c, "sleep", {"seconds": 30})
+        wait_for(c, f"/jobs/{running}", statuses=("running",))
+        queued = [_submit(c, "hello-world", {"name": f"q{i}"}) for i in range(3)]
+        assert all(c.get(f"/jobs/{j}").json()["status"] == "accepted" for j in queued)
+    if crash:
+        first.kill()
+    else:
+        first.stop()
+    second = Server(data_dir, workers=2).start()
+    try:
+        with httpx.Client(base_url=second.url, timeout=30) as c:
+            for job_id in queued:
+                info = wait_for(c, f"/jobs/{job_id}")
+                assert info["status"] == "successful", info
+                assert c.get(f"/jobs/{job_id}/results").text.startswith("Hello q")
+            info = wait_for(c, f"/jobs/{running}", timeout=10)
+            assert info["status"] == "failed", info
+            assert "submit it again" in info["message"]
+            results = c.get(f"/jobs/{running}/results").json()
+            assert results["detail"] == info["message"]
+    finally:
+        second.stop()
+
+
+def test_graceful_restart_keeps_queued_jobs(tmp_path: Path) -> None:
+    _restart_case(tmp_path / "data", crash=False)
+
+
+def test_crash_keeps_queued_jobs_and_fails_running_ones(tmp_path: Path) -> None:
+    started = time.monotonic()
+    _restart_case(tmp_path / "data", crash=True)
+    assert time.monotonic() - started < 60
