@@ -20,9 +20,36 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("CI runs the PostgreSQL tests: start them with scripts/test.sh")
 
 
+def new_postgres_db() -> str:
+    """A fresh database on the test PostgreSQL server (started by scripts/test.sh)."""
+    import uuid
+
+    import psycopg
+
+    base = os.environ.get("OGCFLOW_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PostgreSQL tests need OGCFLOW_TEST_POSTGRES_URL (scripts/test.sh starts a server)")
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def store_env(backend: str) -> dict[str, str]:
+    return {"OGCFLOW_DATABASE_URL": new_postgres_db()} if backend == "postgresql" else {}
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("server")).start()
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("server"), env=store_env(backend)).start()
     yield srv
     srv.stop()
 

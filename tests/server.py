@@ -33,6 +33,19 @@ class Server:
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "server.log"
+        self.db_url = self.env.get("OGCFLOW_DATABASE_URL") or f"sqlite:///{data_dir / 'ogcflow.db'}"
+
+    def query(self, sql: str, **params: object) -> list[tuple]:
+        """Read the server's store directly (what the API does not show, e.g. worker pids)."""
+        from sqlalchemy import create_engine, text
+
+        url = self.db_url.replace("postgresql://", "postgresql+psycopg://")
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
 
     def start(self, timeout: float = 60) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)

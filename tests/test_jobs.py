@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from tests.conftest import Recorder, wait_for
+from tests.conftest import Recorder, store_env, wait_for
 from tests.ogc_schemas import validate, validate_exception
 from tests.server import Server
 
@@ -23,8 +23,8 @@ def submit(client: httpx.Client, process: str, inputs: dict, **extra: object) ->
 
 
 @pytest.fixture(scope="module")
-def jobs_server(tmp_path_factory: pytest.TempPathFactory):
-    srv = Server(tmp_path_factory.mktemp("jobs")).start()
+def jobs_server(tmp_path_factory: pytest.TempPathFactory, backend: str):
+    srv = Server(tmp_path_factory.mktemp("jobs"), env=store_env(backend)).start()
     yield srv
     srv.stop()
 
@@ -118,8 +118,7 @@ def test_unknown_job(jc: httpx.Client) -> None:
 
 
 def _job_pid(server: Server, job_id: str) -> int:
-    with sqlite3.connect(server.data_dir / "ogcflow.db") as db:
-        worker = db.execute("select worker from jobs where id = ?", (job_id,)).fetchone()[0]
+    worker = server.query("select worker from jobs where id = :id", id=job_id)[0][0]
     return int(worker.rsplit("/", 1)[1])
 
 
@@ -185,25 +184,27 @@ def test_dismiss_finished_job_removes_results(jc: httpx.Client, jobs_server: Ser
 
 
 def test_callbacks_delivered_with_retries(jc: httpx.Client, recorder: Recorder) -> None:
-    recorder.fail_first["/ok"] = 2
-    sub = {"successUri": recorder.url + "/ok", "inProgressUri": recorder.url + "/progress",
-           "failedUri": recorder.url + "/failed"}
+    p = "/" + uuid.uuid4().hex
+    recorder.fail_first[p + "/ok"] = 2
+    sub = {"successUri": recorder.url + p + "/ok", "inProgressUri": recorder.url + p + "/progress",
+           "failedUri": recorder.url + p + "/failed"}
     loc = submit(jc, "hello-world", {"name": "cb"}, subscriber=sub, response="document")
     job_id = loc.rsplit("/", 1)[1]
     assert wait_for(jc, loc)["status"] == "successful"
     deadline = time.monotonic() + 15
-    while not recorder.received("/ok") and time.monotonic() < deadline:
+    while not recorder.received(p + "/ok") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert recorder.received("/ok") == [{"greeting": "Hello cb!"}]
-    assert recorder.posts.count(("/ok#failed", None)) == 2
-    progress = recorder.received("/progress")
+    assert recorder.received(p + "/ok") == [{"greeting": "Hello cb!"}]
+    assert recorder.posts.count((p + "/ok#failed", None)) == 2
+    progress = recorder.received(p + "/progress")
     assert progress and progress[0]["jobID"] == job_id and progress[0]["status"] == "running"
     validate(progress[0], "statusInfo")
-    loc = submit(jc, "sleep", {"seconds": 0, "fail": True}, subscriber={"failedUri": recorder.url + "/failed"})
+    assert recorder.received(p + "/failed") == []
+    loc = submit(jc, "sleep", {"seconds": 0, "fail": True}, subscriber={"failedUri": recorder.url + p + "/failed"})
     wait_for(jc, loc)
     deadline = time.monotonic() + 15
-    while not recorder.received("/failed") and time.monotonic() < deadline:
+    while not recorder.received(p + "/failed") and time.monotonic() < deadline:
         time.sleep(0.1)
-    failed = recorder.received("/failed")[0]
+    failed = recorder.received(p + "/failed")[0]
     validate(failed, "exception")
     assert "fail=true" in failed["detail"] and failed["jobID"] == loc.rsplit("/", 1)[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import wait_for
+from tests.conftest import store_env, wait_for
 from tests.server import Server
 
 
@@ -17,8 +17,8 @@ def _submit(c: httpx.Client, process: str, inputs: dict) -> str:
     return resp.headers["location"].rsplit("/", 1)[1]
 
 
-def _restart_case(data_dir: Path, crash: bool) -> None:
-    first = Server(data_dir, workers=1).start()
+def _restart_case(data_dir: Path, crash: bool, env: dict[str, str]) -> None:
+    first = Server(data_dir, workers=1, env=env).start()
     with httpx.Client(base_url=first.url, timeout=30) as c:
         running = _submit(c, "sleep", {"seconds": 30})
         wait_for(c, f"/jobs/{running}", statuses=("running",))
@@ -28,7 +28,7 @@ def _restart_case(data_dir: Path, crash: bool) -> None:
         first.kill()
     else:
         first.stop()
-    second = Server(data_dir, workers=2).start()
+    second = Server(data_dir, workers=2, env=env).start()
     try:
         with httpx.Client(base_url=second.url, timeout=30) as c:
             for job_id in queued:
@@ -44,11 +44,11 @@ def _restart_case(data_dir: Path, crash: bool) -> None:
         second.stop()
 
 
-def test_graceful_restart_keeps_queued_jobs(tmp_path: Path) -> None:
-    _restart_case(tmp_path / "data", crash=False)
+def test_graceful_restart_keeps_queued_jobs(tmp_path: Path, backend: str) -> None:
+    _restart_case(tmp_path / "data", crash=False, env=store_env(backend))
 
 
-def test_crash_keeps_queued_jobs_and_fails_running_ones(tmp_path: Path) -> None:
+def test_crash_keeps_queued_jobs_and_fails_running_ones(tmp_path: Path, backend: str) -> None:
     started = time.monotonic()
-    _restart_case(tmp_path / "data", crash=True)
+    _restart_case(tmp_path / "data", crash=True, env=store_env(backend))
     assert time.monotonic() - started < 60

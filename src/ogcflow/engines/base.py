@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Protocol
 
-from ogcflow.jobs.store import Job
 from ogcflow.jobs.service import Runtime
+from ogcflow.jobs.store import Job
 
 
 class Engine(Protocol):

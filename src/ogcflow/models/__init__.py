@@ -2,8 +2,8 @@
 
 from ogcflow.models.ogc import (
     ConfClasses,
-    Execute,
     ExceptionDocument,
+    Execute,
     InputDescription,
     JobControlOption,
     JobList,

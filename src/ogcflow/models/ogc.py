@@ -7,7 +7,7 @@ never written as null, as the schemas expect.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,7 +20,7 @@ class OGCModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-class StatusCode(str, Enum):
+class StatusCode(StrEnum):
     accepted = "accepted"
     running = "running"
     successful = "successful"
@@ -32,18 +32,18 @@ class StatusCode(str, Enum):
         return self in (StatusCode.successful, StatusCode.failed, StatusCode.dismissed)
 
 
-class JobControlOption(str, Enum):
+class JobControlOption(StrEnum):
     sync_execute = "sync-execute"
     async_execute = "async-execute"
     dismiss = "dismiss"
 
 
-class TransmissionMode(str, Enum):
+class TransmissionMode(StrEnum):
     value = "value"
     reference = "reference"
 
 
-class ResponseMode(str, Enum):
+class ResponseMode(StrEnum):
     raw = "raw"
     document = "document"
 

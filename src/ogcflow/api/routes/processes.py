@@ -122,7 +122,7 @@ def choose_mode(process: Process, prefs: Preferences) -> tuple[str, list[str]]:
         return "async", applied
     if not can_sync:
         raise InvalidParameter(f"process '{process.id}' cannot be executed")
-    return "sync", (["wait=%g" % prefs.wait] if prefs.wait is not None else [])
+    return "sync", ([f"wait={prefs.wait:g}"] if prefs.wait is not None else [])
 
 
 @router.post(

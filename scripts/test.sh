@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything the tests need and run them: the package with its test extras, Debian's chromium,
+# chromedriver and PostgreSQL, a private PostgreSQL server; then ruff and pytest (arguments go to pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+scripts/debs.sh chromium chromium-driver postgresql
+export OGCFLOW_PG_DIR=${OGCFLOW_PG_DIR:-$(mktemp -d /tmp/ogcflow-pg.XXXXXX)}
+export OGCFLOW_PG_PORT=${OGCFLOW_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+eval "$(scripts/postgres.sh start)"
+trap 'scripts/postgres.sh stop; rm -rf "$OGCFLOW_PG_DIR"' EXIT
+.venv/bin/ruff check src tests bench
+set +e
+.venv/bin/python -m pytest "$@"
+code=$?
+set -e
+[ $code -eq 5 ] && { echo "no tests ran" >&2; exit 1; }
+exit $code
