@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -12,10 +14,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ogcflow import __version__
+from ogcflow.api.fastpath import ExecutionFastPath
 from ogcflow.api.negotiation import JSONResp, render_html, wants_html
 from ogcflow.api.routes import jobs, landing, processes
 from ogcflow.engines import get_engine
 from ogcflow.errors import ExceptionType, InvalidParameter, OGCError
+from ogcflow.jobs.recorder import JobRecorder
 from ogcflow.jobs.service import Runtime
 from ogcflow.settings import Settings, get_settings
 
@@ -71,15 +75,32 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResp(OGCError("an unexpected error occurred; it has been logged").document(), status_code=500)
 
 
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """Map any exception to its response, as the application's exception handlers do."""
+    if isinstance(exc, OGCError):
+        return _error_response(request, exc)
+    if isinstance(exc, RequestValidationError):
+        return await _validation_error(request, exc)
+    if isinstance(exc, StarletteHTTPException):
+        return await _http_error(request, exc)
+    return await _server_error(request, exc)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or get_settings()
     rt = runtime or Runtime.from_settings(settings)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.recorder.flush()
+
     app = FastAPI(title=settings.title, description=settings.description, version=__version__,
-                  openapi_url=None, docs_url=None, redoc_url=None)
+                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.rt = rt
     app.state.engine = get_engine(rt)
     app.state.public_url = settings.public_url.rstrip("/") if settings.public_url else None
     app.state.registry_version = lambda: 0
+    app.state.recorder = JobRecorder(rt.store)
     app.add_exception_handler(OGCError, _ogc_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -97,6 +118,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> ExecutionFastPath:
     """Entry point for ASGI servers: ``uvicorn --factory ogcflow.api.app:app_factory``."""
-    return create_app()
+    return ExecutionFastPath(create_app())

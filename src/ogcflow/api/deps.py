@@ -20,7 +20,7 @@ class Ctx:
     namespace: str = "default"
 
 
-def get_ctx(request: Request) -> Ctx:
+async def get_ctx(request: Request) -> Ctx:
     state = request.app.state
     base = state.public_url or str(request.base_url).rstrip("/")
     return Ctx(rt=state.rt, engine=state.engine, base_url=base)

@@ -168,6 +168,10 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(insert(jobs).values(**job.row()))
 
+    def create_many(self, batch: Sequence[Job]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(jobs), [job.row() for job in batch])
+
     def _set(self, conn: Connection, job_id: str, when: Iterable[str] | None, **values: Any) -> bool:
         values.setdefault("updated", _naive(utcnow()))
         stmt = update(jobs).where(jobs.c.id == job_id)

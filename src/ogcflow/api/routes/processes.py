@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from starlette.background import BackgroundTask
+from starlette.routing import Route
 
 from ogcflow import models
 from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.negotiation import JSONResp, respond
 from ogcflow.api.prefer import Preferences, parse_prefer
-from ogcflow.api.results import results_response
+from ogcflow.api.results import failure, results_response
 from ogcflow.errors import InvalidInput, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 from ogcflow.jobs.service import execute_process, new_job, status_info
 from ogcflow.jobs.store import utcnow
@@ -125,21 +126,11 @@ def choose_mode(process: Process, prefs: Preferences) -> tuple[str, list[str]]:
     return "sync", ([f"wait={prefs.wait:g}"] if prefs.wait is not None else [])
 
 
-@router.post(
-    "/processes/{processId}/execution", summary="Execute a process", operation_id="execute",
-    status_code=200,
-    responses={
-        200: {"description": "Results (synchronous execution)"},
-        201: {"description": "Job created (asynchronous execution)", "model": models.StatusInfo},
-        204: {"description": "Results sent by reference (Link headers), or no output"},
-    },
-    openapi_extra={"requestBody": {"required": True, "description": "An execute request (OGC execute.yaml)",
-                                   "content": {"application/json": {"schema": {"type": "object"}}}}},
-)
-async def execute(
-    request: Request, processId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)],
-) -> Response:
-    process = ctx.rt.registry.get(processId)
+async def execute(request: Request) -> Response:
+    """POST /processes/{processId}/execution. A plain Starlette endpoint: it is the hot path, so it skips
+    FastAPI's dependency solving; /api documents it (api/openapi.py)."""
+    ctx = await get_ctx(request)
+    process = ctx.rt.registry.get(request.path_params["processId"])
     req = parse_execute(await read_json_body(request, ctx.rt.settings.max_body_bytes))
     check_request(process.description, req)
     prefs = parse_prefer(request.headers.getlist("prefer"))
@@ -158,13 +149,13 @@ async def execute(
         job.duration = (job.finished - job.started).total_seconds()
         job.progress = 100 if status is StatusCode.successful else job.progress
         resp = results_response(job, ctx.base_url, rt.storage) if status is StatusCode.successful else None
-        task = BackgroundTask(rt.store.create, job)
+        if "reference" in job.request["outputs"].values():
+            await asyncio.to_thread(rt.store.create, job)  # the response links to the job's outputs
+        else:
+            request.app.state.recorder.add(job)
         if resp is None:
-            from ogcflow.api.results import failure
-
             err = failure(job)
             resp = JSONResp(err.document(), status_code=err.status)
-        resp.background = task
         resp.headers.update(headers)
         return resp
     job = new_job(process.description, req, mode=mode, namespace=ctx.namespace, engine=engine_name,
@@ -184,3 +175,6 @@ async def execute(
         job = done or job
     headers["Location"] = location
     return JSONResp(status_info(job, ctx.base_url).dump(), status_code=201, headers=headers)
+
+
+router.routes.append(Route("/processes/{processId}/execution", execute, methods=["POST"]))
