@@ -80,4 +80,4 @@ class Server:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         # the worker runs in a session of its own: kill it as a crash would
-        subprocess.run(["pkill", "-9", "-f", f"--parent-pid {self.proc.pid}"], check=False)
+        subprocess.run(["pkill", "-9", "-f", "--", f"--parent-pid {self.proc.pid}( |$)"], check=False)

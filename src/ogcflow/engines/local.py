@@ -44,13 +44,18 @@ class _Child:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie (an orphan that no init has reaped yet)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return True
 
 
 class Worker:
