@@ -163,8 +163,9 @@ def wrk(url: str, *, method: str = "GET", body: str | None = None, headers: dict
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(lua)
     try:
-        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", f"--timeout={int(timeout)}s",
-                              "-s", fh.name, url], capture_output=True, text=True, check=True).stdout
+        cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", f"--timeout={int(timeout)}s",
+               "-s", fh.name, url]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(fh.name)
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))

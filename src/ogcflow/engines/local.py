@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ogcflow.callbacks import dispatch_forever
 from ogcflow.engines.base import StoreEngine
@@ -24,13 +26,30 @@ from ogcflow.models import StatusCode
 log = logging.getLogger("ogcflow.worker")
 
 
+WAKE_FIFO = "worker.wake"
+
+
+def wake_workers(data_dir: Path) -> None:
+    """Nudge a local worker of this host that a job waits (a byte into a FIFO); workers elsewhere poll."""
+    try:
+        fd = os.open(data_dir / WAKE_FIFO, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no FIFO or no worker reading it: the workers' polling picks the job up
+        return
+    try:
+        os.write(fd, b"j")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class LocalEngine(StoreEngine):
     """API side of the local engine: the store is the queue; workers watch it."""
 
     name = "local"
 
     def submit(self, job: Job) -> None:
-        return None  # workers poll the store for accepted jobs
+        wake_workers(self.rt.settings.data_dir)
 
     def dismiss(self, job: Job) -> None:
         return None  # the worker running it sees the status and kills the job's process group
@@ -41,6 +60,7 @@ class _Child:
     job_id: str
     pid: int
     started: float
+    pidfd: int = -1
 
 
 def _pid_alive(pid: int) -> bool:
@@ -71,6 +91,7 @@ class Worker:
         self.stopping = False
         self.callbacks = callbacks
         self.dispatcher_pid: int | None = None
+        self.wake_fd = -1
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -109,6 +130,8 @@ class Worker:
         log.info("worker %s: %d slot(s)", self.identity, self.concurrency)
         last_beat = last_reap = 0.0
         settings = self.rt.settings
+        self._open_wake()
+        last_watch = 0.0
         try:
             while not self.stopping:
                 self._collect()
@@ -119,8 +142,9 @@ class Worker:
                         self._fork(job)
                         claimed = True
                 now = time.monotonic()
-                if self.children:
+                if self.children and now - last_watch >= 0.1:
                     self._watch(now)
+                    last_watch = now
                 if now - last_beat >= settings.heartbeat_seconds:
                     self.rt.store.heartbeat([c.job_id for c in self.children.values()])
                     last_beat = now
@@ -133,9 +157,39 @@ class Worker:
                         log.warning("the server that started this worker is gone; stopping")
                         self.stopping = True
                 if not claimed:
-                    time.sleep(settings.poll_interval)
+                    self._wait(settings.poll_interval if not self.children else min(settings.poll_interval, 0.1))
         finally:
             self.shutdown()
+
+    def _open_wake(self) -> None:
+        """The FIFO that API processes of this host write to when they accept a job."""
+        path = self.rt.settings.data_dir / WAKE_FIFO
+        try:
+            if not path.exists():
+                os.mkfifo(path, 0o600)
+            self.wake_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            self._wake_keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # no EOF storm without writers
+        except OSError as exc:
+            log.info("no wake-up FIFO (%s): polling every %s s", exc, self.rt.settings.poll_interval)
+            self.wake_fd = -1
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a job is submitted on this host, a job process ends, or ``timeout`` passes."""
+        fds = [c.pidfd for c in self.children.values() if c.pidfd >= 0]
+        if self.wake_fd >= 0:
+            fds.append(self.wake_fd)
+        if not fds:
+            time.sleep(timeout)
+            return
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        if self.wake_fd in ready:
+            try:
+                os.read(self.wake_fd, 4096)
+            except BlockingIOError:
+                pass
 
     def shutdown(self) -> None:
         for child in list(self.children.values()):
@@ -168,7 +222,11 @@ class Worker:
                 code = 1
             finally:
                 os._exit(code)
-        self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic())
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = -1
+        self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic(), pidfd=pidfd)
         self.rt.store.set_worker(job.id, f"{self.identity}/{pid}")
 
     def _collect(self) -> None:
@@ -180,7 +238,7 @@ class Worker:
                 done, status = pid, 0
             if done == 0:
                 continue
-            del self.children[pid]
+            self._forget(child)
             if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
@@ -211,7 +269,13 @@ class Worker:
             os.waitpid(child.pid, 0)
         except ChildProcessError:
             pass
+        self._forget(child)
+
+    def _forget(self, child: _Child) -> None:
         self.children.pop(child.pid, None)
+        if child.pidfd >= 0:
+            os.close(child.pidfd)
+            child.pidfd = -1
 
     def _check_dispatcher(self) -> None:
         if not self.dispatcher_pid:
