@@ -113,8 +113,7 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> 
         rt.store.progress(job.id, percent, message)
 
     with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
-        ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report,
-                         cancelled=cancelled or threading.Event())
+        ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled)
         status, manifest, error, message = execute_process(rt, job, ctx)
     if rt.store.finish(job.id, status, message=message, results=manifest, error=error):
         job = rt.store.get(job.id) or job

@@ -33,7 +33,14 @@ class JobContext:
     job_id: str
     workdir: Path
     report: Callable[[int | None, str | None], None] = field(default=lambda p, m: None)
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancel_event: threading.Event | None = None
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the job is being stopped (processes running in threads should check it)."""
+        if self.cancel_event is None:
+            self.cancel_event = threading.Event()
+        return self.cancel_event
 
     def progress(self, percent: int | None = None, message: str | None = None) -> None:
         """Report progress (0-100) and/or a message; shown in the job's status."""

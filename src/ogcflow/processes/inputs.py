@@ -71,8 +71,19 @@ def _validator(schema_json: str) -> Draft4Validator:
     return Draft4Validator(oas_to_jsonschema(json.loads(schema_json)), format_checker=_formats)
 
 
+_by_identity: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
+
+
 def validator_for(schema: dict[str, Any]) -> Draft4Validator:
-    return _validator(json.dumps(schema, sort_keys=True))
+    """The validator of an input's schema; schemas of described processes are looked up by identity."""
+    hit = _by_identity.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if len(_by_identity) > 4096:
+        _by_identity.clear()
+    _by_identity[id(schema)] = (schema, validator)
+    return validator
 
 
 def is_binary(schema: dict[str, Any]) -> bool:
@@ -83,6 +94,38 @@ def is_bbox(schema: dict[str, Any]) -> bool:
     props = schema.get("properties")
     return schema.get("type") == "object" and isinstance(props, dict) and "bbox" in props \
         and "bbox" in schema.get("required", [])
+
+
+_SCALAR_KEYS = frozenset({"type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                          "minLength", "maxLength", "default", "title", "description"})
+_PY_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "integer": (int,),
+                                          "boolean": (bool,)}
+
+
+def _scalar_check(schema: dict[str, Any], value: Any) -> str | None:
+    """A quick check of the common scalar schemas: None when the schema needs the full validator, ''
+    when the value fits, else the reason it does not (worded as jsonschema words it)."""
+    kind = schema.get("type")
+    if kind not in _PY_TYPES or not _SCALAR_KEYS.issuperset(schema):
+        return None
+    if isinstance(value, bool) and kind != "boolean" or not isinstance(value, _PY_TYPES[kind]):
+        return f"{value!r} is not of type '{kind}'"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{value!r} is not one of {schema['enum']!r}"
+    if kind == "string":
+        if len(value) < schema.get("minLength", 0):
+            return f"{value!r} is too short"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return f"{value!r} is too long"
+    elif kind in ("number", "integer"):
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if lo is not None and (value <= lo if schema.get("exclusiveMinimum") else value < lo):
+            inclusive = "or equal to " if schema.get("exclusiveMinimum") else ""
+            return f"{value!r} is less than {inclusive}the minimum of {lo!r}"
+        if hi is not None and (value >= hi if schema.get("exclusiveMaximum") else value > hi):
+            inclusive = "or equal to " if schema.get("exclusiveMaximum") else ""
+            return f"{value!r} is greater than {inclusive}the maximum of {hi!r}"
+    return ""
 
 
 @dataclass(slots=True)
@@ -127,6 +170,11 @@ def _check_one(input_id: str, value: Any, desc: models.InputDescription, where: 
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput(f"input '{input_id}'{where}: the value is not valid base64") from None
+        return
+    simple = _scalar_check(schema, value)
+    if simple is not None:
+        if simple:
+            raise InvalidInput(f"input '{input_id}'{where}: {simple}")
         return
     errors = sorted(validator_for(schema).iter_errors(value), key=lambda e: list(e.path))
     if errors:

@@ -1,0 +1,121 @@
+"""Pieces with rules of their own: the Prefer header, the network policy, OpenAPI 3.0 conversion,
+input occurrences, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from ogcflow.api.openapi import to_oas30
+from ogcflow.api.prefer import parse_prefer
+from ogcflow.errors import InvalidInput
+from ogcflow.models import Execute, InputDescription, Process
+from ogcflow.netpolicy import URLRefused, check_url
+from ogcflow.processes.inputs import check_request, resolve_inputs
+from ogcflow.settings import Settings
+
+
+@pytest.mark.parametrize(("headers", "async_", "wait", "ret"), [
+    (["respond-async"], True, None, None),
+    (["respond-async;return=representation"], True, None, "representation"),
+    (["respond-async, wait=100"], True, 100.0, None),
+    (["wait=5", "respond-async"], True, 5.0, None),
+    (["return=minimal"], False, None, "minimal"),
+    (["RESPOND-ASYNC ; return = representation"], True, None, "representation"),
+    (["respond-sync"], False, None, None),
+    ([""], False, None, None),
+])
+def test_prefer(headers: list[str], async_: bool, wait: float | None, ret: str | None) -> None:
+    prefs = parse_prefer(headers)
+    assert prefs.respond_async is async_
+    assert prefs.wait == wait
+    assert prefs.return_ == ret
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/x", "http://localhost:8080/", "http://10.1.2.3/",
+                                 "http://192.168.0.1/", "http://169.254.169.254/latest/meta-data",
+                                 "http://[::1]/", "file:///etc/passwd", "gopher://example.com/",
+                                 "http:///nohost"])
+def test_private_and_odd_urls_are_refused(url: str) -> None:
+    with pytest.raises(URLRefused):
+        check_url(url, Settings(allow_private_urls=False))
+
+
+def test_policy_can_be_relaxed() -> None:
+    check_url("http://127.0.0.1:9/x", Settings(allow_private_urls=True))
+    check_url("http://127.0.0.1:9/x", Settings(allowed_hosts=["127.0.0.1"]))
+    with pytest.raises(URLRefused):
+        check_url("ftp://127.0.0.1/x", Settings(allow_private_urls=True))
+
+
+def test_callbacks_to_private_targets_are_refused_by_default(tmp_path) -> None:
+    import httpx
+
+    from ogcflow.callbacks import deliver_due
+    from ogcflow.jobs.service import Runtime
+    from ogcflow.jobs.store import migrate
+
+    settings = Settings(data_dir=tmp_path)
+    migrate(settings.db_url)
+    rt = Runtime.from_settings(settings)
+    rt.store.queue_callback("job-1", "http://127.0.0.1:9/hook", {"a": 1})
+    with httpx.Client() as client:
+        assert deliver_due(rt, client) == 1
+    [cb] = rt.store.callbacks_of("job-1")
+    assert cb["state"] == "failed" and "private" in cb["last_error"]
+    rt.store.dispose()
+
+
+def test_to_oas30() -> None:
+    src = {"anyOf": [{"type": "string"}, {"type": "null"}], "examples": ["a"]}
+    assert to_oas30(src) == {"type": "string", "nullable": True, "example": "a"}
+    assert to_oas30({"const": 3}) == {"enum": [3]}
+    assert to_oas30({"type": "number", "exclusiveMinimum": 0}) == {"type": "number", "minimum": 0,
+                                                                   "exclusiveMinimum": True}
+    assert to_oas30({"type": "object", "required": []}) == {"type": "object"}
+
+
+ARRAY_PROCESS = Process(id="p", version="1", inputs={
+    "list": InputDescription(schema={"type": "array", "items": {"type": "integer"}}),
+    "many": InputDescription(schema={"type": "integer"}, minOccurs=2, maxOccurs="unbounded"),
+    "opt": InputDescription(schema={"type": "string", "default": "d"}, minOccurs=0),
+})
+
+
+def test_occurrences_and_defaults() -> None:
+    req = Execute(inputs={"list": [1, 2], "many": [3, 4, 5]})
+    check_request(ARRAY_PROCESS, req)
+    resolved = resolve_inputs(ARRAY_PROCESS, req.inputs, fetch=None)
+    assert resolved == {"list": [1, 2], "many": [3, 4, 5], "opt": "d"}
+    with pytest.raises(InvalidInput, match="'many' needs at least 2"):
+        check_request(ARRAY_PROCESS, Execute(inputs={"list": [1], "many": 3}))
+    with pytest.raises(InvalidInput, match=r"'list'\[1\]"):
+        check_request(ARRAY_PROCESS, Execute(inputs={"list": [1, "x"], "many": [1, 2]}))
+
+
+def test_settings_from_yaml(tmp_path, monkeypatch) -> None:
+    cfg = tmp_path / "ogcflow.yml"
+    cfg.write_text("title: From YAML\nsync_timeout: 12\n")
+    monkeypatch.setenv("OGCFLOW_CONFIG", str(cfg))
+    monkeypatch.setenv("OGCFLOW_SYNC_TIMEOUT", "7")
+    settings = Settings()
+    assert settings.title == "From YAML"
+    assert settings.sync_timeout == 7  # the environment wins
+
+
+SCALAR_SCHEMAS = [
+    {"type": "string"}, {"type": "string", "minLength": 2, "maxLength": 3}, {"type": "string", "enum": ["a", "b"]},
+    {"type": "number", "minimum": 0, "maximum": 10}, {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+    {"type": "number", "maximum": 1, "exclusiveMaximum": True}, {"type": "integer", "minimum": 1},
+    {"type": "boolean"},
+]
+VALUES = ["", "a", "abc", "abcd", 0, 1, 1.0, 0.5, 10, 11, -1, True, False, None, [], {}]
+
+
+@pytest.mark.parametrize("schema", SCALAR_SCHEMAS)
+def test_quick_scalar_check_agrees_with_jsonschema(schema: dict) -> None:
+    from ogcflow.processes.inputs import _scalar_check, validator_for
+
+    for value in VALUES:
+        quick = _scalar_check(schema, value)
+        assert quick is not None
+        assert (quick == "") == validator_for(schema).is_valid(value), (schema, value, quick)
