@@ -89,7 +89,7 @@ def serve(
     api_workers: Annotated[int, typer.Option(help="API processes (uvicorn workers).")] = 1,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory (OGCFLOW_DATA_DIR).")] = None,
     engine: Annotated[str | None, typer.Option(help="local or prefect (OGCFLOW_ENGINE).")] = None,
-    no_worker: Annotated[bool, typer.Option(help="Start no local worker (workers run elsewhere).")] = False,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Start no local worker (workers run elsewhere).")] = False,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Start the API with its embedded defaults: SQLite store, results on disk, local worker processes."""
