@@ -7,8 +7,12 @@ scripts/setup.sh test
 scripts/debs.sh chromium chromium-driver postgresql
 export OGCFLOW_PG_DIR=${OGCFLOW_PG_DIR:-$(mktemp -d /tmp/ogcflow-pg.XXXXXX)}
 export OGCFLOW_PG_PORT=${OGCFLOW_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+export OGCFLOW_PREFECT_DIR=${OGCFLOW_PREFECT_DIR:-$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)}
+export OGCFLOW_PREFECT_PORT=${OGCFLOW_PREFECT_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 eval "$(scripts/postgres.sh start)"
-trap 'scripts/postgres.sh stop; rm -rf "$OGCFLOW_PG_DIR"' EXIT
+trap 'scripts/prefect.sh stop; scripts/postgres.sh stop; rm -rf "$OGCFLOW_PG_DIR" "$OGCFLOW_PREFECT_DIR"' EXIT
+eval "$(scripts/prefect.sh start)"
+export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
 .venv/bin/ruff check src tests bench
 set +e
 .venv/bin/python -m pytest "$@"

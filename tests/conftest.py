@@ -16,8 +16,9 @@ from tests.server import Server
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if os.environ.get("CI") and not os.environ.get("OGCFLOW_TEST_POSTGRES_URL"):
-        raise pytest.UsageError("CI runs the PostgreSQL tests: start them with scripts/test.sh")
+    if os.environ.get("CI") and not (os.environ.get("OGCFLOW_TEST_POSTGRES_URL")
+                                     and os.environ.get("PREFECT_API_URL")):
+        raise pytest.UsageError("CI runs the PostgreSQL and Prefect tests: start them with scripts/test.sh")
 
 
 def new_postgres_db() -> str:
@@ -35,11 +36,22 @@ def new_postgres_db() -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
-BACKENDS = ["sqlite", "postgresql"]
+#: local engine on SQLite, local engine on PostgreSQL, Prefect engine (PostgreSQL store, Prefect server)
+BACKENDS = ["sqlite", "postgresql", "prefect"]
 
 
 def store_env(backend: str) -> dict[str, str]:
-    return {"OGCFLOW_DATABASE_URL": new_postgres_db()} if backend == "postgresql" else {}
+    """The settings of a server with a fresh store on ``backend`` (and its own Prefect work pool)."""
+    if backend == "sqlite":
+        return {}
+    env = {"OGCFLOW_DATABASE_URL": new_postgres_db()}
+    if backend == "prefect":
+        import uuid
+
+        if not os.environ.get("PREFECT_API_URL"):
+            pytest.skip("Prefect engine tests need PREFECT_API_URL (scripts/test.sh starts a Prefect server)")
+        env.update({"OGCFLOW_ENGINE": "prefect", "OGCFLOW_PREFECT_WORK_POOL": "test-" + uuid.uuid4().hex[:10]})
+    return env
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

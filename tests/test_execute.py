@@ -80,7 +80,9 @@ def test_raw_reference_gives_204_with_link(client: httpx.Client) -> None:
     body = {"inputs": ECHO_INPUTS, "outputs": {"imageInput": {"transmissionMode": "reference"}}}
     resp = client.post("/processes/echo/execution", json=body)
     assert resp.status_code == 204
-    href = resp.headers["link"].split(">")[0].lstrip("<")
+    links = {part.split(";")[1].strip(): part.split(";")[0].strip().strip("<>")
+             for part in resp.headers["link"].split(",")}
+    href = links['rel="related"']
     assert client.get(href).content == PNG
 
 

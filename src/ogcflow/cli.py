@@ -37,6 +37,7 @@ app.add_typer(db_app, name="db")
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _load_settings(**overrides: object) -> Settings:
@@ -89,7 +90,7 @@ def serve(
     api_workers: Annotated[int, typer.Option(help="API processes (uvicorn workers).")] = 1,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory (OGCFLOW_DATA_DIR).")] = None,
     engine: Annotated[str | None, typer.Option(help="local or prefect (OGCFLOW_ENGINE).")] = None,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Start no local worker (workers run elsewhere).")] = False,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Start no worker (workers run elsewhere).")] = False,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Start the API with its embedded defaults: SQLite store, results on disk, local worker processes."""
@@ -102,7 +103,7 @@ def serve(
     import uvicorn
 
     supervisor = None
-    if settings.engine == "local" and not no_worker and workers > 0:
+    if not no_worker and workers > 0:
         supervisor = _WorkerSupervisor(workers, log_level)
         supervisor.start()
     console.print(f"ogcflow serving on http://{host}:{port}/ (engine: {settings.engine}, "
@@ -131,8 +132,13 @@ def worker(
     from ogcflow.jobs.store import migrate
 
     migrate(settings.db_url)
-    Worker(Runtime.from_settings(settings), concurrency=concurrency, callbacks=callbacks,
-           parent_pid=parent_pid).run()
+    worker_class: type[Worker] = Worker
+    if settings.engine == "prefect":
+        from ogcflow.engines.prefect import PrefectWorker
+
+        worker_class = PrefectWorker
+    worker_class(Runtime.from_settings(settings), concurrency=concurrency, callbacks=callbacks,
+                 parent_pid=parent_pid).run()
 
 
 @db_app.command("upgrade")

@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     )
     poll_interval: float = Field(0.05, description="Seconds between queue polls of an idle local worker.")
     job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
+    prefect_api_url: str | None = Field(
+        None, description="Prefect API of the prefect engine (default: the PREFECT_API_URL variable)."
+    )
+    prefect_ui_url: str | None = Field(None, description="Prefect UI that job statuses link to (default: "
+                                                         "the API URL without /api).")
+    prefect_work_pool: str = Field("ogcflow", description="Prefect work pool of ogcflow jobs.")
+    prefect_poll_interval: float = Field(
+        0.5, description="Seconds between polls of the work pool (a submission on the same host wakes the "
+                         "worker at once)."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -12,26 +12,41 @@ from ogcflow.jobs.store import Job
 
 class Engine(Protocol):
     name: str
+    #: whether cheap synchronous executions may run inside the API process
+    inline_sync: bool
 
-    def submit(self, job: Job) -> None:
-        """Hand over a job already stored as accepted."""
+    async def submit(self, job: Job) -> None:
+        """Hand over a job already stored as accepted (raise ServiceUnavailable if the engine is down)."""
 
-    def dismiss(self, job: Job) -> None:
+    async def dismiss(self, job: Job) -> None:
         """Stop the work of a job the store has just marked dismissed."""
 
-    def check(self) -> None:
-        """Raise ServiceUnavailable when the engine cannot take or report jobs."""
+    async def refresh(self, job: Job) -> Job:
+        """The job with what the engine knows of it that the store may not yet (an active job)."""
+
+    def run_url(self, job: Job) -> str | None:
+        """Where the engine shows the job's run, if anywhere."""
 
 
 class StoreEngine:
     """Shared behaviour: the store is the truth; waiting polls it."""
 
     name = "base"
+    inline_sync = True
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def check(self) -> None:
+    async def submit(self, job: Job) -> None:
+        return None
+
+    async def dismiss(self, job: Job) -> None:
+        return None
+
+    async def refresh(self, job: Job) -> Job:
+        return job
+
+    def run_url(self, job: Job) -> str | None:
         return None
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:
@@ -48,8 +63,10 @@ class StoreEngine:
 
 
 def get_engine(rt: Runtime) -> StoreEngine:
-    if rt.settings.engine == "local":
-        from ogcflow.engines.local import LocalEngine
+    if rt.settings.engine == "prefect":
+        from ogcflow.engines.prefect import PrefectEngine
 
-        return LocalEngine(rt)
-    raise NotImplementedError(f"engine '{rt.settings.engine}' is not available yet")
+        return PrefectEngine(rt)
+    from ogcflow.engines.local import LocalEngine
+
+    return LocalEngine(rt)

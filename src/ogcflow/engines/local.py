@@ -48,11 +48,10 @@ class LocalEngine(StoreEngine):
 
     name = "local"
 
-    def submit(self, job: Job) -> None:
+    async def submit(self, job: Job) -> None:
         wake_workers(self.rt.settings.data_dir)
 
-    def dismiss(self, job: Job) -> None:
-        return None  # the worker running it sees the status and kills the job's process group
+    # dismiss: nothing to do here, the worker running the job sees the status and kills its process group
 
 
 @dataclass
@@ -79,7 +78,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Worker:
-    """A worker daemon with ``concurrency`` job slots."""
+    """A worker daemon with ``concurrency`` job slots. Subclasses change where jobs come from and how a
+    job process runs them (see engines/prefect.py); the slots, process groups, heartbeats, dismissal and
+    recovery stay here."""
+
+    engine = "local"
 
     def __init__(self, rt: Runtime, concurrency: int = 2, callbacks: bool = True,
                  parent_pid: int | None = None) -> None:
@@ -92,18 +95,39 @@ class Worker:
         self.callbacks = callbacks
         self.dispatcher_pid: int | None = None
         self.wake_fd = -1
+        self.woken = False  # a job was submitted on this host since the last look
 
     # -- life cycle ---------------------------------------------------------------------------
 
     def recover(self) -> None:
         """Fail the jobs a dead worker of this host left running (its process is gone)."""
         host = socket.gethostname()
-        for job in self.rt.store.running_on("local", host + ":"):
+        for job in self.rt.store.running_on(self.engine, host + ":"):
             pid = int((job.worker or "").rsplit(":", 1)[-1].split("/")[0] or 0)
             if not pid or not _pid_alive(pid) or pid == os.getpid():
-                self.rt.store.fail_lost(job.id, "the server stopped while this job was running; "
-                                                "submit it again")
+                self.lost(job.id, "the server stopped while this job was running; submit it again")
                 log.warning("job %s failed: its worker %s is gone", job.id, job.worker)
+
+    # -- what subclasses change -----------------------------------------------------------------
+
+    def next_job(self) -> Job | None:
+        """The next job for a free slot, already marked running for this worker; None when none waits."""
+        return self.rt.store.claim(self.engine, self.identity)
+
+    def run_in_child(self, job: Job) -> None:
+        """Runs in the forked job process."""
+        run_job(self.rt, job)
+
+    def lost(self, job_id: str, reason: str) -> None:
+        """A job ended without its process recording it (killed, crashed, timed out, worker gone)."""
+        self.rt.store.fail_lost(job_id, reason)
+
+    def stopped(self, job_id: str) -> None:
+        """A dismissed job's process was killed."""
+        self.rt.storage.delete_job(job_id)
+
+    def poll_engine(self, now: float) -> None:
+        """Periodic work of the engine (e.g. cancellations requested elsewhere)."""
 
     def _start_dispatcher(self) -> None:
         pid = os.fork()
@@ -137,20 +161,22 @@ class Worker:
                 self._collect()
                 claimed = False
                 if len(self.children) < self.concurrency:
-                    job = self.rt.store.claim("local", self.identity)
+                    job = self.next_job()
                     if job is not None:
                         self._fork(job)
                         claimed = True
                 now = time.monotonic()
                 if self.children and now - last_watch >= 0.1:
                     self._watch(now)
+                    self.poll_engine(now)
                     last_watch = now
                 if now - last_beat >= settings.heartbeat_seconds:
                     self.rt.store.heartbeat([c.job_id for c in self.children.values()])
                     last_beat = now
                 if now - last_reap >= 5.0:
-                    for job_id in self.rt.store.reap_stale("local", settings.stale_after_seconds):
+                    for job_id in self.rt.store.stale_running(self.engine, settings.stale_after_seconds):
                         log.warning("job %s failed: its worker went silent", job_id)
+                        self.lost(job_id, "the worker running this job stopped responding (lost worker)")
                     self._check_dispatcher()
                     last_reap = now
                     if self.parent_pid and not _pid_alive(self.parent_pid):
@@ -186,6 +212,7 @@ class Worker:
         except InterruptedError:
             return
         if self.wake_fd in ready:
+            self.woken = True
             try:
                 os.read(self.wake_fd, 4096)
             except BlockingIOError:
@@ -194,8 +221,7 @@ class Worker:
     def shutdown(self) -> None:
         for child in list(self.children.values()):
             self._kill(child)
-            self.rt.store.fail_lost(child.job_id, "the worker was stopped while this job was running; "
-                                                  "submit it again")
+            self.lost(child.job_id, "the worker was stopped while this job was running; submit it again")
         self._collect()
         if self.dispatcher_pid:
             try:
@@ -216,7 +242,7 @@ class Worker:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 self.rt.store.after_fork()
-                run_job(self.rt, job)
+                self.run_in_child(job)
             except BaseException:  # noqa: BLE001 - the child must never return into the worker loop
                 log.exception("job %s: the job process failed", job.id)
                 code = 1
@@ -242,7 +268,7 @@ class Worker:
             if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
-                self.rt.store.fail_lost(child.job_id, f"the job's process {how}")
+                self.lost(child.job_id, f"the job's process {how}")
 
     def _watch(self, now: float) -> None:
         """Kill the process groups of dismissed jobs and of jobs over the time limit."""
@@ -251,11 +277,11 @@ class Worker:
             status = statuses.get(child.job_id)
             if status is None or status == StatusCode.dismissed.value:
                 self._kill(child)
-                self.rt.storage.delete_job(child.job_id)
+                self.stopped(child.job_id)
             elif now - child.started > self.rt.settings.job_timeout:
                 self._kill(child)
-                self.rt.store.fail_lost(child.job_id, f"the job ran longer than the limit of "
-                                                      f"{self.rt.settings.job_timeout:g} s and was stopped")
+                self.lost(child.job_id, f"the job ran longer than the limit of "
+                                        f"{self.rt.settings.job_timeout:g} s and was stopped")
 
     def _kill(self, child: _Child) -> None:
         try:

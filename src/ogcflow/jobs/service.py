@@ -60,7 +60,7 @@ def new_job(process: models.Process, execute: models.Execute, *, mode: str, name
                message="accepted", progress=0)
 
 
-def status_info(job: Job, base_url: str) -> models.StatusInfo:
+def status_info(job: Job, base_url: str, run_url: str | None = None) -> models.StatusInfo:
     url = f"{base_url}/jobs/{job.id}"
     links = [
         models.Link(href=url, rel="self", type="application/json", title="this status"),
@@ -73,8 +73,9 @@ def status_info(job: Job, base_url: str) -> models.StatusInfo:
     elif job.status == StatusCode.failed.value:
         links.append(models.Link(href=url + "/results", rel="http://www.opengis.net/def/rel/ogc/1.0/exceptions",
                                  type="application/json", title="why this job failed"))
-    if job.run_ref and job.run_ref.startswith("http"):
-        links.append(models.Link(href=job.run_ref, rel="related", type="text/html", title="engine run"))
+    if run_url:
+        links.append(models.Link(href=run_url, rel="related", type="text/html",
+                                 title=f"this job's run in {job.engine.capitalize()}"))
     return models.StatusInfo(processID=job.process_id, jobID=job.id, status=StatusCode(job.status),
                              message=job.message, created=job.created, started=job.started,
                              finished=job.finished, updated=job.updated, progress=job.progress, links=links)

@@ -274,21 +274,20 @@ class JobStore:
                           message="dismissed by the user", results=None)
             return before
 
-    def reap_stale(self, engine: str, older_than: float) -> list[str]:
-        """Fail running jobs whose worker has been silent for ``older_than`` seconds."""
+    def stale_running(self, engine: str, older_than: float) -> list[str]:
+        """Running jobs whose worker has been silent for ``older_than`` seconds."""
         cutoff = _naive(utcnow() - timedelta(seconds=older_than))
-        with self.engine.begin() as conn:
-            ids = conn.execute(
+        with self.engine.connect() as conn:
+            return list(conn.execute(
                 select(jobs.c.id).where(
                     jobs.c.engine == engine, jobs.c.status == StatusCode.running.value,
                     or_(jobs.c.heartbeat.is_(None), jobs.c.heartbeat < cutoff),
                 )
-            ).scalars().all()
-        lost = []
-        for job_id in ids:
-            if self.fail_lost(job_id, "the worker running this job stopped responding (lost worker)"):
-                lost.append(job_id)
-        return lost
+            ).scalars().all())
+
+    def delete(self, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(jobs.delete().where(jobs.c.id == job_id))
 
     def fail_lost(self, job_id: str, reason: str) -> bool:
         error = {"type": "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/job-failed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -59,10 +60,13 @@ def parse_datetime(value: str) -> tuple[datetime | None, datetime | None]:
     return instant, instant
 
 
-def get_job(ctx: Ctx, job_id: str) -> Job:
-    job = ctx.rt.store.get(job_id, ctx.namespace)
+async def get_job(ctx: Ctx, job_id: str) -> Job:
+    """The job as the store and, while it is active, its engine know it."""
+    job = await asyncio.to_thread(ctx.rt.store.get, job_id, ctx.namespace)
     if job is None:
         raise NoSuchJob(f"There is no job '{job_id}'. See /jobs.")
+    if job.status in (StatusCode.accepted.value, StatusCode.running.value):
+        job = await ctx.engine.refresh(job)
     return job
 
 
@@ -111,34 +115,37 @@ def list_jobs(
     if offset > 0:
         links.append(models.Link(href=page(max(0, offset - limit)), rel="prev", type="application/json",
                                  title="previous page"))
-    body = models.JobList(jobs=[status_info(j, b) for j in rows], links=links).dump()
+    run_url = ctx.engine.run_url
+    body = models.JobList(jobs=[status_info(j, b, run_url(j)) for j in rows], links=links).dump()
     return respond(request, body, "jobs.html", base=b, title="Jobs")
 
 
 @router.get("/jobs/{jobId}", summary="The status of a job", operation_id="getStatus",
             response_model=models.StatusInfo)
-def get_status(request: Request, jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    job = get_job(ctx, jobId)
-    return respond(request, status_info(job, ctx.base_url).dump(), "job.html", base=ctx.base_url,
-                   title=f"Job {job.id}", job=job)
+async def get_status(request: Request, jobId: Annotated[str, Path()],
+                     ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = await get_job(ctx, jobId)
+    return respond(request, status_info(job, ctx.base_url, ctx.engine.run_url(job)).dump(), "job.html",
+                   base=ctx.base_url, title=f"Job {job.id}", job=job)
 
 
 @router.delete("/jobs/{jobId}", summary="Dismiss a job", operation_id="dismiss",
                response_model=models.StatusInfo)
-def dismiss(request: Request, jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    before = ctx.rt.store.dismiss(jobId, ctx.namespace)
+async def dismiss(request: Request, jobId: Annotated[str, Path()],
+                  ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    before = await asyncio.to_thread(ctx.rt.store.dismiss, jobId, ctx.namespace)
     if before is None:
         raise NoSuchJob(f"There is no job '{jobId}'. See /jobs.")
     if before.status in (StatusCode.accepted.value, StatusCode.running.value):
-        ctx.engine.dismiss(before)
-    ctx.rt.storage.delete_job(jobId)
-    job = ctx.rt.store.get(jobId, ctx.namespace) or before
-    return respond(request, status_info(job, ctx.base_url).dump(), "job.html", base=ctx.base_url,
-                   title=f"Job {job.id}", job=job)
+        await ctx.engine.dismiss(before)
+    await asyncio.to_thread(ctx.rt.storage.delete_job, jobId)
+    job = await asyncio.to_thread(ctx.rt.store.get, jobId, ctx.namespace) or before
+    return respond(request, status_info(job, ctx.base_url, ctx.engine.run_url(job)).dump(), "job.html",
+                   base=ctx.base_url, title=f"Job {job.id}", job=job)
 
 
-def _finished(ctx: Ctx, job_id: str) -> Job:
-    job = get_job(ctx, job_id)
+async def _finished(ctx: Ctx, job_id: str) -> Job:
+    job = await get_job(ctx, job_id)
     if job.status == StatusCode.dismissed.value:
         raise NoSuchJob(f"Job '{job_id}' was dismissed; its results are gone.")
     if job.status in (StatusCode.accepted.value, StatusCode.running.value):
@@ -147,8 +154,9 @@ def _finished(ctx: Ctx, job_id: str) -> Job:
 
 
 @router.get("/jobs/{jobId}/results", summary="The results of a job", operation_id="getResult")
-def get_results(request: Request, jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    job = _finished(ctx, jobId)
+async def get_results(request: Request, jobId: Annotated[str, Path()],
+                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = await _finished(ctx, jobId)
     if wants_html(request):
         if job.status == StatusCode.failed.value:
             raise failure(job)
@@ -160,9 +168,9 @@ def get_results(request: Request, jobId: Annotated[str, Path()], ctx: Annotated[
 
 @router.get("/jobs/{jobId}/results/{outputId}", summary="One output of a job, as its own media type",
             operation_id="getResultOutput")
-def get_output(jobId: Annotated[str, Path()], outputId: Annotated[str, Path()],
-               ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    job = _finished(ctx, jobId)
+async def get_output(jobId: Annotated[str, Path()], outputId: Annotated[str, Path()],
+                     ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = await _finished(ctx, jobId)
     if job.status == StatusCode.failed.value:
         raise failure(job)
     entry = (job.results or {}).get(outputId)

@@ -138,7 +138,8 @@ async def execute(request: Request) -> Response:
     rt = ctx.rt
     headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
     engine_name = ctx.engine.name
-    if mode == "sync" and process.inline and req.subscriber is None and not has_references(req.inputs):
+    if (mode == "sync" and process.inline and ctx.engine.inline_sync and req.subscriber is None
+            and not has_references(req.inputs)):
         job = new_job(process.description, req, mode="sync", namespace=ctx.namespace, engine="inline",
                       base_url=ctx.base_url)
         job.started = utcnow()
@@ -160,9 +161,12 @@ async def execute(request: Request) -> Response:
         return resp
     job = new_job(process.description, req, mode=mode, namespace=ctx.namespace, engine=engine_name,
                   base_url=ctx.base_url)
-    ctx.engine.check()
-    rt.store.create(job)
-    ctx.engine.submit(job)
+    await asyncio.to_thread(rt.store.create, job)
+    try:
+        await ctx.engine.submit(job)
+    except Exception:
+        await asyncio.to_thread(rt.store.delete, job.id)  # not accepted after all: keep no trace
+        raise
     location = f"{ctx.base_url}/jobs/{job.id}"
     if mode == "sync":
         timeout = rt.settings.sync_timeout if prefs.wait is None else min(prefs.wait, rt.settings.sync_timeout)
@@ -170,11 +174,13 @@ async def execute(request: Request) -> Response:
         if done is not None and done.status_code.finished and done.status != StatusCode.dismissed.value:
             resp = results_response(done, ctx.base_url, rt.storage)
             resp.headers.update(headers)
-            resp.headers["Link"] = f'<{location}>; rel="monitor"'
+            monitor = f'<{location}>; rel="monitor"'
+            resp.headers["Link"] = f"{resp.headers['Link']}, {monitor}" if "Link" in resp.headers else monitor
             return resp
         job = done or job
     headers["Location"] = location
-    return JSONResp(status_info(job, ctx.base_url).dump(), status_code=201, headers=headers)
+    return JSONResp(status_info(job, ctx.base_url, ctx.engine.run_url(job)).dump(), status_code=201,
+                    headers=headers)
 
 
 router.routes.append(Route("/processes/{processId}/execution", execute, methods=["POST"]))

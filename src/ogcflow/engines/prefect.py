@@ -1,0 +1,196 @@
+"""The Prefect engine: every OGC job is a flow run of the ``ogcflow-job`` deployment.
+
+- The API creates the flow run (named after the job, tagged with process and namespace) over Prefect's REST
+  API, cancels it on dismissal, and reads its state while the job is active.
+- ``ogcflow worker`` with ``OGCFLOW_ENGINE=prefect`` polls the work pool, claims a run by moving it to
+  Pending, and executes it in a forked child of an interpreter that has already imported Prefect and the
+  processes: no fresh interpreter per job. Dismissal kills the child's process group and marks the run
+  Cancelled; a job lost with its worker marks the run Crashed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from ogcflow.engines.base import StoreEngine
+from ogcflow.engines.local import Worker, wake_workers
+from ogcflow.engines.prefect_api import STATE_TO_STATUS, PrefectAsync, PrefectSync, PrefectTarget
+from ogcflow.errors import ServiceUnavailable
+from ogcflow.jobs.service import Runtime
+from ogcflow.jobs.store import Job
+from ogcflow.models import StatusCode
+from ogcflow.settings import Settings
+
+log = logging.getLogger("ogcflow.prefect")
+
+
+def prefect_target(settings: Settings) -> PrefectTarget:
+    url = settings.prefect_api_url or os.environ.get("PREFECT_API_URL")
+    if not url:
+        raise ServiceUnavailable("the Prefect engine needs PREFECT_API_URL (or OGCFLOW_PREFECT_API_URL)")
+    return PrefectTarget(api_url=url, work_pool=settings.prefect_work_pool)
+
+
+class PrefectEngine(StoreEngine):
+    """API side of the Prefect engine."""
+
+    name = "prefect"
+    inline_sync = False  # every job is a flow run
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.target = prefect_target(rt.settings)
+        self.api = PrefectAsync(self.target)
+        self.ui_url = (rt.settings.prefect_ui_url or self.target.ui_url).rstrip("/")
+
+    async def submit(self, job: Job) -> None:
+        run_id = await self.api.create_run(job.id, job.process_id, job.namespace)
+        job.run_ref = run_id
+        self.rt.store.set_run_ref(job.id, run_id)
+        wake_workers(self.rt.settings.data_dir)
+
+    async def dismiss(self, job: Job) -> None:
+        if job.run_ref:
+            await self.api.cancel(job.run_ref, started=job.status == StatusCode.running.value)
+
+    async def refresh(self, job: Job) -> Job:
+        """Take over what only Prefect knows: a run cancelled, crashed or failed outside the job's code."""
+        if not job.run_ref:
+            return job
+        found = await self.api.state(job.run_ref)
+        if found is None:
+            return job
+        state, message = found
+        status = STATE_TO_STATUS.get(state)
+        if status in ("failed", "dismissed") and job.status in ("accepted", "running"):
+            reason = f"Prefect reports the flow run {state.capitalize()}" + (f": {message}" if message else "")
+            if status == "failed":
+                self.rt.store.fail_lost(job.id, reason)
+            else:
+                self.rt.store.dismiss(job.id, job.namespace)
+            return self.rt.store.get(job.id) or job
+        return job
+
+    def run_url(self, job: Job) -> str | None:
+        return f"{self.ui_url}/runs/flow-run/{job.run_ref}" if job.run_ref else None
+
+
+class PrefectWorker(Worker):
+    """Executes the flow runs of the ogcflow work pool."""
+
+    engine = "prefect"
+
+    def __init__(self, rt: Runtime, concurrency: int = 2, callbacks: bool = True,
+                 parent_pid: int | None = None) -> None:
+        super().__init__(rt, concurrency=concurrency, callbacks=callbacks, parent_pid=parent_pid)
+        self.target = prefect_target(rt.settings)
+        self.api = PrefectSync(self.target)
+        self.backlog: list[dict] = []
+        self.last_poll = 0.0
+        self.last_cancel_check = 0.0
+        self.prefect_down_since: float | None = None
+        # Import Prefect's engine and the flow once, before any fork: job processes inherit them.
+        import prefect.flow_engine  # noqa: F401
+
+        from ogcflow.engines import prefect_flow
+
+        prefect_flow.RUNTIME = rt
+        self.api.ensure_deployment()
+
+    def next_job(self) -> Job | None:
+        try:
+            return self._next_job()
+        except ServiceUnavailable as exc:
+            if self.prefect_down_since is None:
+                self.prefect_down_since = time.monotonic()
+                log.error("%s", exc)
+            return None
+
+    def _next_job(self) -> Job | None:
+        now = time.monotonic()
+        if not self.backlog:
+            if not self.woken and now - self.last_poll < self.rt.settings.prefect_poll_interval:
+                return None
+            self.woken = False
+            self.last_poll = now
+            self.backlog = self.api.scheduled_runs(limit=self.concurrency * 2)
+            if self.prefect_down_since is not None:
+                log.info("Prefect is reachable again")
+                self.prefect_down_since = None
+        while self.backlog:
+            run = self.backlog.pop(0)
+            run_id = str(run["id"])
+            if self.api.set_state(run_id, "PENDING") != "ACCEPT":
+                continue  # another worker took it, or it was cancelled
+            job_id = (run.get("parameters") or {}).get("job_id", "")
+            job = self.rt.store.get(job_id) if job_id else None
+            if job is None:
+                self.api.set_state(run_id, "FAILED", message=f"ogcflow has no job '{job_id}'", force=True)
+                continue
+            if job.status != StatusCode.accepted.value:
+                self.api.set_state(run_id, "CANCELLED", message=f"the job is {job.status}", force=True)
+                continue
+            if not self.rt.store.mark_running(job.id, worker=self.identity, run_ref=run_id):
+                self.api.set_state(run_id, "CANCELLED", message="the job was dismissed", force=True)
+                continue
+            return self.rt.store.get(job.id)
+        return None
+
+    def run_in_child(self, job: Job) -> None:
+        import asyncio
+
+        from prefect.client.orchestration import get_client
+        from prefect.flow_engine import run_flow
+
+        from ogcflow.engines.prefect_flow import ogcflow_job
+
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(job.run_ref)
+        try:
+            asyncio.run(run_flow(ogcflow_job, flow_run=flow_run, return_type="state"))
+        finally:
+            try:
+                from prefect.logging.handlers import APILogHandler
+
+                APILogHandler.flush()
+            except Exception:  # logs are best effort; the job's outcome is already recorded
+                log.debug("could not flush Prefect logs", exc_info=True)
+
+    def lost(self, job_id: str, reason: str) -> None:
+        super().lost(job_id, reason)
+        job = self.rt.store.get(job_id)
+        if job and job.run_ref:
+            self._quietly(job.run_ref, "CRASHED", reason)
+
+    def stopped(self, job_id: str) -> None:
+        super().stopped(job_id)
+        job = self.rt.store.get(job_id)
+        if job and job.run_ref:
+            self._quietly(job.run_ref, "CANCELLED", "dismissed; the job's processes were stopped")
+
+    def poll_engine(self, now: float) -> None:
+        """Runs cancelled from Prefect (UI, CLI) are dismissed here too."""
+        if now - self.last_cancel_check < 1.0:
+            return
+        self.last_cancel_check = now
+        refs = {}
+        for child in self.children.values():
+            job = self.rt.store.get(child.job_id)
+            if job and job.run_ref:
+                refs[job.run_ref] = job
+        try:
+            states = self.api.states(list(refs))
+        except ServiceUnavailable:
+            return
+        for run_id, state in states.items():
+            if state in ("CANCELLING", "CANCELLED"):
+                job = refs[run_id]
+                self.rt.store.dismiss(job.id, job.namespace)  # the watch loop then kills its processes
+
+    def _quietly(self, run_id: str, state: str, message: str) -> None:
+        try:
+            self.api.set_state(run_id, state, message=message, force=True)
+        except ServiceUnavailable as exc:
+            log.warning("could not mark flow run %s %s: %s", run_id, state, exc)
