@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -14,13 +15,14 @@ from ogcflow import models
 from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.negotiation import respond, wants_html
 from ogcflow.api.results import failure, results_response
-from ogcflow.errors import InvalidParameter, NoSuchJob, NoSuchOutput, ResultNotReady
+from ogcflow.errors import InvalidParameter, NoSuchJob, NoSuchOutput, ResultNotReady, ServiceUnavailable
 from ogcflow.jobs.results import raw_body, results_document
 from ogcflow.jobs.service import status_info
 from ogcflow.jobs.store import Job, JobFilter
 from ogcflow.models import StatusCode
 
 router = APIRouter(tags=["Jobs"])
+log = logging.getLogger("ogcflow.api")
 
 _STATUSES = {s.value for s in StatusCode}
 
@@ -137,7 +139,10 @@ async def dismiss(request: Request, jobId: Annotated[str, Path()],
     if before is None:
         raise NoSuchJob(f"There is no job '{jobId}'. See /jobs.")
     if before.status in (StatusCode.accepted.value, StatusCode.running.value):
-        await ctx.engine.dismiss(before)
+        try:
+            await ctx.engine.dismiss(before)
+        except ServiceUnavailable as exc:  # the work is stopped anyway: workers act on the store's status
+            log.warning("job %s dismissed, but its engine could not be told: %s", jobId, exc)
     await asyncio.to_thread(ctx.rt.storage.delete_job, jobId)
     job = await asyncio.to_thread(ctx.rt.store.get, jobId, ctx.namespace) or before
     return respond(request, status_info(job, ctx.base_url, ctx.engine.run_url(job)).dump(), "job.html",
