@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Install what the benchmarks need (the package, Debian's wrk; pygeoapi in its own Python 3.12 venv on first
-# use) and run one benchmark script: bench/run.sh part1 [options of bench/bench_part1.py]
+# use), start PostgreSQL and Prefect for the benchmarks that need them, and run one benchmark script:
+#   bench/run.sh part1 [options of bench/bench_part1.py]
+#   bench/run.sh prefect [options of bench/bench_prefect.py]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
-scripts/debs.sh wrk
+scripts/debs.sh wrk postgresql
 which=${1:-part1}
 shift || true
-exec .venv/bin/python "bench/bench_${which}.py" "$@"
+if [ "$which" = prefect ]; then
+  export OGCFLOW_PG_DIR=$(mktemp -d /tmp/ogcflow-pg.XXXXXX) OGCFLOW_PREFECT_DIR=$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)
+  export OGCFLOW_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export OGCFLOW_PREFECT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  eval "$(scripts/postgres.sh start)"
+  trap 'scripts/prefect.sh stop; scripts/postgres.sh stop; rm -rf "$OGCFLOW_PG_DIR" "$OGCFLOW_PREFECT_DIR"' EXIT
+  eval "$(scripts/prefect.sh start)"
+  export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
+fi
+.venv/bin/python "bench/bench_${which}.py" "$@"

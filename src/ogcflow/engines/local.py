@@ -265,7 +265,9 @@ class Worker:
             if done == 0:
                 continue
             self._forget(child)
-            if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
+            if self.rt.store.status_of([child.job_id]).get(child.job_id) == StatusCode.dismissed.value:
+                self.stopped(child.job_id)  # dismissed while it ended by itself
+            elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
                 self.lost(child.job_id, f"the job's process {how}")
