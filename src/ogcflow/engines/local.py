@@ -129,6 +129,9 @@ class Worker:
     def poll_engine(self, now: float) -> None:
         """Periodic work of the engine (e.g. cancellations requested elsewhere)."""
 
+    def ended(self, job_id: str) -> None:
+        """A job process is gone (whatever the reason)."""
+
     def _start_dispatcher(self) -> None:
         pid = os.fork()
         if pid == 0:
@@ -300,6 +303,7 @@ class Worker:
         self._forget(child)
 
     def _forget(self, child: _Child) -> None:
+        self.ended(child.job_id)
         self.children.pop(child.pid, None)
         if child.pidfd >= 0:
             os.close(child.pidfd)

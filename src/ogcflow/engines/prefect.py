@@ -46,6 +46,7 @@ class PrefectEngine(StoreEngine):
         self.target = prefect_target(rt.settings)
         self.api = PrefectAsync(self.target)
         self.ui_url = (rt.settings.prefect_ui_url or self.target.ui_url).rstrip("/")
+        self._checked: dict[str, float] = {}  # job id -> when Prefect was last asked about it
 
     async def submit(self, job: Job) -> None:
         run_id = await self.api.create_run(job.id, job.process_id, job.namespace)
@@ -58,10 +59,17 @@ class PrefectEngine(StoreEngine):
             await self.api.cancel(job.run_ref, started=job.status == StatusCode.running.value)
 
     async def refresh(self, job: Job) -> Job:
-        """Take over what only Prefect knows: a run cancelled, crashed or failed outside the job's code."""
+        """Take over what only Prefect knows: a run cancelled, crashed or failed outside the job's code.
+        Asked at most once a second per job, however fast clients poll."""
         if not job.run_ref:
             return job
+        now = time.monotonic()
+        if now - self._checked.get(job.id, 0.0) < 1.0:
+            return job
+        if len(self._checked) > 10000:
+            self._checked.clear()
         found = await self.api.state(job.run_ref)
+        self._checked[job.id] = now
         if found is None:
             return job
         state, message = found
@@ -119,6 +127,7 @@ class PrefectWorker(Worker):
         self.target = prefect_target(rt.settings)
         self.api = PrefectSync(self.target)
         self.backlog: list[dict] = []
+        self.runs: dict[str, dict] = {}  # job id -> its flow run as polled (for the job process)
         self.last_poll = 0.0
         self.last_cancel_check = 0.0
         self.prefect_down_since: float | None = None
@@ -143,7 +152,10 @@ class PrefectWorker(Worker):
     def _next_job(self) -> Job | None:
         now = time.monotonic()
         if not self.backlog:
-            if not self.woken and now - self.last_poll < self.rt.settings.prefect_poll_interval:
+            since = now - self.last_poll
+            # a wake-up (a submission on this host) polls at once, but at most every 0.1 s: a burst of
+            # submissions is taken in a few polls, not one poll each
+            if since < (0.1 if self.woken else self.rt.settings.prefect_poll_interval):
                 return None
             self.woken = False
             self.last_poll = now
@@ -167,6 +179,7 @@ class PrefectWorker(Worker):
             if not self.rt.store.mark_running(job.id, worker=self.identity, run_ref=run_id):
                 self.api.set_state(run_id, "CANCELLED", message="the job was dismissed", force=True)
                 continue
+            self.runs[job.id] = run
             return self.rt.store.get(job.id)
         return None
 
@@ -174,12 +187,17 @@ class PrefectWorker(Worker):
         import asyncio
 
         from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import FlowRun
         from prefect.flow_engine import run_flow
 
         from ogcflow.engines.prefect_flow import ogcflow_job
 
-        with get_client(sync_client=True) as client:
-            flow_run = client.read_flow_run(job.run_ref)
+        run = self.runs.get(job.id)
+        if run is not None:  # as the poll returned it: no second read
+            flow_run = FlowRun.model_validate(run)
+        else:
+            with get_client(sync_client=True) as client:
+                flow_run = client.read_flow_run(job.run_ref)
         # Without a deployment id the engine skips its suspension observer (a thread and an events
         # subscription per run, ~0.3 s): OGC jobs are never paused or suspended. The run keeps its
         # deployment on the server.
@@ -195,6 +213,9 @@ class PrefectWorker(Worker):
                 EventsWorker.drain_all(timeout=5)
             except Exception:  # best effort: the job's outcome is already recorded
                 log.debug("could not flush Prefect logs and events", exc_info=True)
+
+    def ended(self, job_id: str) -> None:
+        self.runs.pop(job_id, None)
 
     def lost(self, job_id: str, reason: str) -> None:
         super().lost(job_id, reason)
