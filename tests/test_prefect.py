@@ -227,6 +227,7 @@ def test_prefect_unreachable_is_said_not_hidden(tmp_path: Path) -> None:
             assert {j["jobID"] for j in listed} == {done["jobID"], running["jobID"]}  # not empty, nothing new
             assert c.get(f"/jobs/{done['jobID']}").json()["status"] == "successful"
             assert c.get(f"/jobs/{done['jobID']}/results").text == "Hello before!"
+            time.sleep(1.1)  # Prefect is asked about an active job at most once a second
             validate_exception(c.get(f"/jobs/{running['jobID']}"), 503)
             assert c.delete(f"/jobs/{running['jobID']}").json()["status"] == "dismissed"
     finally:

@@ -132,6 +132,10 @@ class Worker:
     def ended(self, job_id: str) -> None:
         """A job process is gone (whatever the reason)."""
 
+    def unfinished(self, job_id: str) -> None:
+        """A job process ended normally without recording how its job ended."""
+        self.lost(job_id, "the job's process ended without recording a result")
+
     def _start_dispatcher(self) -> None:
         pid = os.fork()
         if pid == 0:
@@ -268,12 +272,15 @@ class Worker:
             if done == 0:
                 continue
             self._forget(child)
-            if self.rt.store.status_of([child.job_id]).get(child.job_id) == StatusCode.dismissed.value:
+            now_status = self.rt.store.status_of([child.job_id]).get(child.job_id)
+            if now_status == StatusCode.dismissed.value:
                 self.stopped(child.job_id)  # dismissed while it ended by itself
             elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
                 self.lost(child.job_id, f"the job's process {how}")
+            elif now_status in (StatusCode.accepted.value, StatusCode.running.value):
+                self.unfinished(child.job_id)
 
     def _watch(self, now: float) -> None:
         """Kill the process groups of dismissed jobs and of jobs over the time limit."""

@@ -217,6 +217,19 @@ class PrefectWorker(Worker):
     def ended(self, job_id: str) -> None:
         self.runs.pop(job_id, None)
 
+    def unfinished(self, job_id: str) -> None:
+        """Prefect's engine ends a run by itself when the run is cancelled from Prefect."""
+        job = self.rt.store.get(job_id)
+        try:
+            state = self.api.states([job.run_ref]).get(job.run_ref, "") if job and job.run_ref else ""
+        except ServiceUnavailable:
+            state = ""
+        if job and state in ("CANCELLING", "CANCELLED"):
+            self.rt.store.dismiss(job.id, job.namespace)
+            self.stopped(job.id)
+        else:
+            super().unfinished(job_id)
+
     def lost(self, job_id: str, reason: str) -> None:
         super().lost(job_id, reason)
         job = self.rt.store.get(job_id)
