@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
-scripts/debs.sh wrk postgresql
+scripts/debs.sh wrk postgresql redis-server
 which=${1:-part1}
 shift || true
 if [ "$which" = prefect ]; then
@@ -15,6 +15,7 @@ if [ "$which" = prefect ]; then
   export OGCFLOW_PREFECT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   eval "$(scripts/postgres.sh start)"
   trap 'scripts/prefect.sh stop; scripts/postgres.sh stop; rm -rf "$OGCFLOW_PG_DIR" "$OGCFLOW_PREFECT_DIR"' EXIT
+  export OGCFLOW_PREFECT_WORKERS=${OGCFLOW_PREFECT_WORKERS:-2}  # two server processes (with Redis)
   eval "$(scripts/prefect.sh start)"
   export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
 fi

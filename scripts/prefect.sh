@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start a Prefect server for the tests, on PostgreSQL (a database of the server that scripts/postgres.sh
 # started: OGCFLOW_TEST_POSTGRES_URL). Prints the export line of PREFECT_API_URL.
+# OGCFLOW_PREFECT_WORKERS=N (N > 1) runs N server processes, which Prefect allows only with Redis: a private
+# redis-server (Debian's package) is started for them.
 # Usage: eval "$(scripts/prefect.sh start)"; scripts/prefect.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,15 +22,40 @@ PY
     export PREFECT_HOME="$DIR/home"
     export PREFECT_API_DATABASE_CONNECTION_URL="${base/postgresql:/postgresql+asyncpg:}/prefect"
     export PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_LOGGING_LEVEL=WARNING
-    setsid .venv/bin/prefect server start --host 127.0.0.1 --port "$PORT" >"$DIR/server.log" 2>&1 &
+    WORKERS=${OGCFLOW_PREFECT_WORKERS:-1}
+    if [ "$WORKERS" -gt 1 ]; then
+      scripts/debs.sh redis-server
+      RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" >&2
+      export PREFECT_MESSAGING_BROKER=prefect_redis.messaging PREFECT_MESSAGING_CACHE=prefect_redis.messaging
+      export PREFECT_SERVER_EVENTS_CAUSAL_ORDERING=prefect_redis.ordering
+      export PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect_redis.lease_storage
+      export PREFECT_REDIS_MESSAGING_HOST=127.0.0.1 PREFECT_REDIS_MESSAGING_PORT=$RPORT
+    fi
+    wait_health() {
+      for _ in $(seq 1 120); do
+        curl -sf "http://127.0.0.1:$PORT/api/health" >/dev/null && return 0
+        sleep 0.5
+      done
+      return 1
+    }
+    if [ "$WORKERS" -gt 1 ]; then
+      # several server processes race to create the schema and the block types of a new database:
+      # let one process do it first
+      setsid .venv/bin/prefect server start --host 127.0.0.1 --port "$PORT" >"$DIR/seed.log" 2>&1 &
+      seed=$!
+      wait_health || { tail -n 30 "$DIR/seed.log" >&2; exit 1; }
+      kill -TERM -- "-$seed" 2>/dev/null || true
+      while kill -0 "$seed" 2>/dev/null; do sleep 0.2; done
+    fi
+    setsid .venv/bin/prefect server start --host 127.0.0.1 --port "$PORT" --workers "$WORKERS" \
+      >"$DIR/server.log" 2>&1 &
     echo $! >"$DIR/pid"
-    for _ in $(seq 1 120); do
-      if curl -sf "http://127.0.0.1:$PORT/api/health" >/dev/null; then
-        echo "export PREFECT_API_URL=http://127.0.0.1:$PORT/api"
-        exit 0
-      fi
-      sleep 0.5
-    done
+    if wait_health; then
+      echo "export PREFECT_API_URL=http://127.0.0.1:$PORT/api"
+      exit 0
+    fi
     echo "the Prefect server did not start; see $DIR/server.log" >&2
     tail -n 30 "$DIR/server.log" >&2
     exit 1
@@ -39,6 +66,10 @@ PY
       sleep 1
       kill -KILL -- "-$(cat "$DIR/pid")" 2>/dev/null || true
       rm -f "$DIR/pid"
+    fi
+    if [ -f "$DIR/redis.pid" ]; then
+      kill "$(cat "$DIR/redis.pid")" 2>/dev/null || true
+      rm -f "$DIR/redis.pid"
     fi
     ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
