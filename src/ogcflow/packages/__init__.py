@@ -1,0 +1,1 @@
+"""OGC Application Packages whose execution unit is CWL."""

@@ -1,0 +1,242 @@
+"""A CWL document as an OGC process: validation, choice of the entry workflow, and the process description
+derived from it (id, title, description, version, inputs and outputs with their JSON Schemas).
+
+Validation is cwl-utils' parser (the same schema cwltool enforces); the mapping reads its typed objects,
+whatever the CWL version (v1.0, v1.1, v1.2).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from ogcflow import models
+from ogcflow.errors import OGCError
+from ogcflow.models import JobControlOption
+
+SCHEMA_ORG = ("s:", "https://schema.org/", "http://schema.org/")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class InvalidPackage(OGCError):
+    """The application package is not a usable CWL document; the detail says why."""
+
+    status = 400
+    type = "http://www.opengis.net/def/exceptions/ogcapi-processes-2/1.0/invalid-package"
+    title = "Invalid application package"
+
+
+@dataclass
+class CWLPackage:
+    text: str
+    document: dict[str, Any]
+    entry: str
+    description: models.Process
+
+
+def _short(identifier: str) -> str:
+    """``file:///x.cwl#wf/input`` -> ``input``; ``#wf`` -> ``wf``."""
+    frag = identifier.rsplit("#", 1)[-1]
+    return frag.rsplit("/", 1)[-1]
+
+
+def _schema_org(doc: dict[str, Any], name: str) -> Any:
+    for prefix in SCHEMA_ORG:
+        if prefix + name in doc:
+            return doc[prefix + name]
+    return None
+
+
+def _load_yaml(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(io.StringIO(text))
+    except yaml.YAMLError as exc:
+        raise InvalidPackage(f"the package is not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict) or "cwlVersion" not in data:
+        raise InvalidPackage("the package is not a CWL document (a mapping with 'cwlVersion')")
+    return data
+
+
+def _objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    graph = doc.get("$graph")
+    if graph is None:
+        return [doc]
+    if not isinstance(graph, list) or not all(isinstance(o, dict) for o in graph):
+        raise InvalidPackage("'$graph' must be a list of CWL objects")
+    return graph
+
+
+def _raw_id(obj: dict[str, Any]) -> str:
+    return str(obj.get("id", "")).lstrip("#")
+
+
+def _check_runs(objects: list[dict[str, Any]]) -> set[str]:
+    """Every ``run: '#x'`` names an object of the graph; returns the ids run by a step."""
+    ids = {_raw_id(o) for o in objects}
+    used: set[str] = set()
+    for obj in objects:
+        steps = obj.get("steps") or []
+        items = steps.items() if isinstance(steps, dict) else [(s.get("id"), s) for s in steps if isinstance(s, dict)]
+        for step_id, step in items:
+            run = step.get("run") if isinstance(step, dict) else None
+            if isinstance(run, str):
+                target = run.lstrip("#")
+                if run.startswith("#") and target not in ids:
+                    raise InvalidPackage(f"step '{step_id}' of '{_raw_id(obj)}' runs '{run}', which is not in "
+                                         f"the package (it has: {', '.join(sorted(ids))})")
+                if not run.startswith("#"):
+                    raise InvalidPackage(f"step '{step_id}' runs '{run}': a deployed package must be "
+                                         "self-contained (use a $graph and '#id' references)")
+                used.add(target)
+    return used
+
+
+def _entry(objects: list[dict[str, Any]], used: set[str], w: str | None) -> str:
+    runnable = [o for o in objects if o.get("class") in ("Workflow", "CommandLineTool", "ExpressionTool")]
+    ids = [_raw_id(o) for o in runnable]
+    if w is not None:
+        w = w.lstrip("#")
+        if w not in ids:
+            raise InvalidPackage(f"there is no workflow or tool '{w}' in the package (it has: {', '.join(ids)})")
+        return w
+    if "main" in ids:
+        return "main"
+    roots = [i for i in ids if i not in used]
+    workflows = [_raw_id(o) for o in runnable if o.get("class") == "Workflow" and _raw_id(o) in roots]
+    if len(workflows) == 1:
+        return workflows[0]
+    if len(roots) == 1:
+        return roots[0]
+    if not roots:
+        raise InvalidPackage("the package has no entry point (no workflow or tool that no step runs)")
+    raise InvalidPackage(f"the package has several entry points ({', '.join(roots)}): choose one with ?w=")
+
+
+def _validate(text: str) -> list[Any]:
+    """Parse with cwl-utils from a file (its string loader mishandles map-form fields inside a $graph)."""
+    import tempfile
+    from pathlib import Path
+
+    from cwl_utils.parser import load_document_by_uri
+
+    with tempfile.TemporaryDirectory(prefix="ogcflow-cwl-") as tmp:
+        path = Path(tmp) / "package.cwl"
+        path.write_text(text, encoding="utf-8")
+        try:
+            parsed = load_document_by_uri(path, load_all=True)
+        except Exception as exc:  # schema-salad's ValidationException and friends: the message is the point
+            message = str(exc).replace(str(path), "package.cwl").replace(path.as_uri(), "package.cwl")
+            raise InvalidPackage(f"the package is not valid CWL: {message}") from None
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+# -- types ----------------------------------------------------------------------------------------------
+
+_SCALARS = {"string": {"type": "string"}, "int": {"type": "integer"}, "long": {"type": "integer"},
+            "float": {"type": "number"}, "double": {"type": "number"}, "boolean": {"type": "boolean"}}
+
+
+def _type_schema(t: Any, where: str) -> tuple[dict[str, Any], bool]:
+    """JSON Schema of a CWL type, and whether null is allowed."""
+    if isinstance(t, list):
+        nullable = "null" in t
+        alts = [x for x in t if x != "null"]
+        if not alts:
+            return {}, True
+        schemas = [_type_schema(a, where)[0] for a in alts]
+        return (schemas[0] if len(schemas) == 1 else {"oneOf": schemas}), nullable
+    if isinstance(t, str):
+        name = _short(t) if "#" in t else t
+        if name in _SCALARS:
+            return dict(_SCALARS[name]), False
+        if name in ("File", "Directory"):
+            kind = "file" if name == "File" else "directory"
+            return {"type": "string", "format": "uri", "description": f"a reference (URL) to a {kind}"}, False
+        if name == "Any":
+            return {}, False
+        if name == "null":
+            return {}, True
+        raise InvalidPackage(f"{where}: the CWL type '{name}' is not supported")
+    kind = getattr(t, "type_", None) or getattr(t, "type", None)
+    if kind == "array":
+        items, _ = _type_schema(t.items, where + "[]")
+        return {"type": "array", "items": items}, False
+    if kind == "enum":
+        return {"type": "string", "enum": [_short(s) for s in t.symbols]}, False
+    if kind == "record":
+        props, required = {}, []
+        for f in t.fields or []:
+            fs, nullable = _type_schema(f.type_, f"{where}.{_short(f.name)}")
+            props[_short(f.name)] = fs
+            if not nullable:
+                required.append(_short(f.name))
+        schema: dict[str, Any] = {"type": "object", "properties": props}
+        if required:
+            schema["required"] = required
+        return schema, False
+    raise InvalidPackage(f"{where}: the CWL type {t!r} is not supported")
+
+
+def _format(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _input(param: Any) -> tuple[str, models.InputDescription]:
+    name = _short(param.id)
+    schema, nullable = _type_schema(param.type_, f"input '{name}'")
+    default = getattr(param, "default", None)
+    if default is not None:
+        schema = {**schema, "default": default}
+    fmt = _format(getattr(param, "format", None))
+    if fmt and schema.get("format") == "uri":
+        schema["contentMediaType"] = fmt
+    desc = models.InputDescription(
+        title=getattr(param, "label", None) or name, description=getattr(param, "doc", None) or None,
+        schema=schema, minOccurs=0 if (nullable or default is not None) else 1, maxOccurs=1,
+    )
+    return name, desc
+
+
+def _output(param: Any) -> tuple[str, models.OutputDescription]:
+    name = _short(param.id)
+    schema, _ = _type_schema(param.type_, f"output '{name}'")
+    fmt = _format(getattr(param, "format", None))
+    if fmt and schema.get("format") == "uri":
+        schema["contentMediaType"] = fmt
+    return name, models.OutputDescription(title=getattr(param, "label", None) or name,
+                                          description=getattr(param, "doc", None) or None, schema=schema)
+
+
+def parse_package(text: str, w: str | None = None) -> CWLPackage:
+    """Check a CWL document and describe its entry workflow (or ``w``) as an OGC process."""
+    doc = _load_yaml(text)
+    objects = _objects(doc)
+    used = _check_runs(objects)
+    validated = _validate(text)
+    entry = _entry(objects, used, w)
+    if not entry:
+        raise InvalidPackage("the workflow has no 'id': it is the process id, so the package must give one")
+    if not _ID.match(entry):
+        raise InvalidPackage(f"'{entry}' cannot be a process id (letters, digits, '.', '_', '-'; 128 at most)")
+    parsed = {_short(o.id): o for o in validated}
+    target = parsed.get(entry)
+    if target is None:
+        raise InvalidPackage(f"the entry '{entry}' was not found after parsing")
+    raw = next(o for o in objects if _raw_id(o) == entry)
+    version = _schema_org(raw, "softwareVersion") or _schema_org(doc, "softwareVersion") or "1.0.0"
+    keywords = _schema_org(raw, "keywords") or _schema_org(doc, "keywords")
+    inputs = dict(_input(p) for p in target.inputs)
+    outputs = dict(_output(p) for p in target.outputs)
+    description = models.Process(
+        id=entry, version=str(version), title=target.label or entry, description=target.doc or None,
+        keywords=[keywords] if isinstance(keywords, str) else (list(keywords) if keywords else None),
+        jobControlOptions=[JobControlOption.async_execute, JobControlOption.sync_execute, JobControlOption.dismiss],
+        inputs=inputs, outputs=outputs,
+    )
+    return CWLPackage(text=text, document=doc, entry=entry, description=description)
