@@ -22,6 +22,7 @@ from ogcflow.engines.base import StoreEngine
 from ogcflow.jobs.service import Runtime, run_job
 from ogcflow.jobs.store import Job, worker_identity
 from ogcflow.models import StatusCode
+from ogcflow.settings import Settings
 
 log = logging.getLogger("ogcflow.worker")
 
@@ -96,6 +97,7 @@ class Worker:
         self.dispatcher_pid: int | None = None
         self.wake_fd = -1
         self.woken = False  # a job was submitted on this host since the last look
+        self.last_watch = self.last_beat = self.last_reap = 0.0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -159,40 +161,46 @@ class Worker:
         if self.callbacks:
             self._start_dispatcher()
         log.info("worker %s: %d slot(s)", self.identity, self.concurrency)
-        last_beat = last_reap = 0.0
         settings = self.rt.settings
         self._open_wake()
-        last_watch = 0.0
         try:
             while not self.stopping:
-                self._collect()
-                claimed = False
-                if len(self.children) < self.concurrency:
-                    job = self.next_job()
-                    if job is not None:
-                        self._fork(job)
-                        claimed = True
-                now = time.monotonic()
-                if self.children and now - last_watch >= 0.1:
-                    self._watch(now)
-                    self.poll_engine(now)
-                    last_watch = now
-                if now - last_beat >= settings.heartbeat_seconds:
-                    self.rt.store.heartbeat([c.job_id for c in self.children.values()])
-                    last_beat = now
-                if now - last_reap >= 5.0:
-                    for job_id in self.rt.store.stale_running(self.engine, settings.stale_after_seconds):
-                        log.warning("job %s failed: its worker went silent", job_id)
-                        self.lost(job_id, "the worker running this job stopped responding (lost worker)")
-                    self._check_dispatcher()
-                    last_reap = now
-                    if self.parent_pid and not _pid_alive(self.parent_pid):
-                        log.warning("the server that started this worker is gone; stopping")
-                        self.stopping = True
-                if not claimed:
-                    self._wait(settings.poll_interval if not self.children else min(settings.poll_interval, 0.1))
+                try:
+                    self._tick(settings)
+                except Exception:  # the store or the engine may be briefly unreachable: keep going
+                    log.exception("worker loop")
+                    time.sleep(1.0)
         finally:
             self.shutdown()
+
+    def _tick(self, settings: Settings) -> None:
+        """One turn of the loop: reap, claim, watch, heartbeat, reap stale jobs, then wait."""
+        self._collect()
+        claimed = False
+        if len(self.children) < self.concurrency:
+            job = self.next_job()
+            if job is not None:
+                self._fork(job)
+                claimed = True
+        now = time.monotonic()
+        if self.children and now - self.last_watch >= 0.1:
+            self._watch(now)
+            self.poll_engine(now)
+            self.last_watch = now
+        if now - self.last_beat >= settings.heartbeat_seconds:
+            self.rt.store.heartbeat([c.job_id for c in self.children.values()])
+            self.last_beat = now
+        if now - self.last_reap >= 5.0:
+            self.last_reap = now
+            for job_id in self.rt.store.stale_running(self.engine, settings.stale_after_seconds):
+                log.warning("job %s failed: its worker went silent", job_id)
+                self.lost(job_id, "the worker running this job stopped responding (lost worker)")
+            self._check_dispatcher()
+            if self.parent_pid and not _pid_alive(self.parent_pid):
+                log.warning("the server that started this worker is gone; stopping")
+                self.stopping = True
+        if not claimed:
+            self._wait(min(settings.poll_interval, 0.1))
 
     def _open_wake(self) -> None:
         """The FIFO that API processes of this host write to when they accept a job."""
