@@ -1,0 +1,86 @@
+"""Running CWL packages with cwltool's Python API: tools, scatter workflows, failures with their reason."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ogcflow.packages.cwl import parse_package
+from ogcflow.packages.runner import CWLRunFailed, run_package
+
+SCATTER = """
+cwlVersion: v1.2
+$graph:
+- class: Workflow
+  id: shout
+  requirements: [{class: ScatterFeatureRequirement}, {class: SubworkflowFeatureRequirement}]
+  inputs:
+    words: string[]
+  outputs:
+    files: {type: "File[]", outputSource: node_upper/out}
+    joined: {type: File, outputSource: node_join/out}
+  steps:
+    node_upper:
+      run: "#upper"
+      in: {word: words}
+      scatter: word
+      out: [out]
+    node_join:
+      run: "#join"
+      in: {parts: node_upper/out}
+      out: [out]
+- class: CommandLineTool
+  id: upper
+  baseCommand: [sh, -c, 'printf "%s" "$0" | tr a-z A-Z > upper.txt']
+  inputs: {word: {type: string, inputBinding: {position: 1}}}
+  outputs: {out: {type: File, outputBinding: {glob: upper.txt}}}
+- class: CommandLineTool
+  id: join
+  baseCommand: [cat]
+  stdout: joined.txt
+  inputs: {parts: {type: "File[]", inputBinding: {position: 1}}}
+  outputs: {out: {type: stdout}}
+"""
+
+FAILING = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fails
+baseCommand: [sh, -c, 'echo "no such band: nir9" >&2; exit 3']
+inputs: {}
+outputs: {}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "package.cwl"
+    path.write_text(text)
+    return path
+
+
+def test_scatter_workflow_runs_in_order(tmp_path: Path) -> None:
+    pkg = parse_package(SCATTER)
+    started = time.perf_counter()
+    run = run_package(_write(tmp_path, SCATTER), pkg.entry, {"words": ["ab", "cd", "ef"]}, tmp_path / "job")
+    elapsed = time.perf_counter() - started
+    contents = [Path(f["path"]).read_text() for f in run.outputs["files"]]
+    assert contents == ["AB", "CD", "EF"]
+    assert Path(run.outputs["joined"]["path"]).read_text() == "ABCDEF"
+    assert Path(run.outputs["joined"]["path"]).is_relative_to(tmp_path / "job" / "outputs")
+    assert "[workflow" in run.log_path.read_text() or run.log_path.stat().st_size > 0
+    assert elapsed < 10
+
+
+def test_failed_tool_says_why(tmp_path: Path) -> None:
+    with pytest.raises(CWLRunFailed, match="permanentFail") as info:
+        run_package(_write(tmp_path, FAILING), "fails", {}, tmp_path / "job")
+    assert "permanentFail" in str(info.value)
+    log = (tmp_path / "job" / "cwltool.log").read_text()
+    assert "exited with" in log or "permanentFail" in log
+
+
+def test_missing_input_is_a_clear_failure(tmp_path: Path) -> None:
+    with pytest.raises(CWLRunFailed, match="words"):
+        run_package(_write(tmp_path, SCATTER), "shout", {}, tmp_path / "job")
