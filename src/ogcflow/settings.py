@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     )
     poll_interval: float = Field(0.05, description="Seconds between queue polls of an idle local worker.")
     job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
+    admin_token: str | None = Field(
+        None, description="Bearer token that may deploy, replace and undeploy processes (unset: nobody may)."
+    )
     prefect_api_url: str | None = Field(
         None, description="Prefect API of the prefect engine (default: the PREFECT_API_URL variable)."
     )

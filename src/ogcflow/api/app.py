@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ogcflow import __version__
 from ogcflow.api.fastpath import ExecutionFastPath
 from ogcflow.api.negotiation import JSONResp, render_html, wants_html
-from ogcflow.api.routes import jobs, landing, processes
+from ogcflow.api.routes import deploy, jobs, landing, processes
 from ogcflow.engines import get_engine
 from ogcflow.errors import ExceptionType, InvalidParameter, OGCError
 from ogcflow.jobs.recorder import JobRecorder
@@ -99,13 +99,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.rt = rt
     app.state.engine = get_engine(rt)
     app.state.public_url = settings.public_url.rstrip("/") if settings.public_url else None
-    app.state.registry_version = lambda: 0
+    app.state.registry_version = rt.registry.version
     app.state.recorder = JobRecorder(rt.store)
     app.add_exception_handler(OGCError, _ogc_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _server_error)
     app.include_router(landing.router)
+    app.include_router(deploy.router)
     app.include_router(processes.router)
     app.include_router(jobs.router)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")

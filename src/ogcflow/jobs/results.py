@@ -16,7 +16,7 @@ INLINE_LIMIT = 256 * 1024  # larger JSON values are kept in storage, not in the 
 JSON = "application/json"
 
 _EXT = {"application/json": ".json", "text/plain": ".txt", "image/png": ".png", "image/tiff": ".tif",
-        "application/geo+json": ".geojson", "application/octet-stream": ".bin"}
+        "application/geo+json": ".geojson", "application/octet-stream": ".bin", "application/zip": ".zip"}
 
 
 def store_outputs(job_id: str, outputs: dict[str, Any], requested: dict[str, TransmissionMode],
@@ -84,6 +84,11 @@ def document_entry(output_id: str, entry: dict[str, Any], mode: TransmissionMode
         return {"href": output_href(base_url, job_id, output_id), "type": media, "rel": "related",
                 "title": output_id}
     value = load_value(entry, storage)
+    if isinstance(value, bytes) and media.startswith("text/"):
+        try:
+            return value.decode("utf-8")  # text files are inline strings
+        except UnicodeDecodeError:
+            pass
     if isinstance(value, bytes):
         return {"value": base64.b64encode(value).decode(), "mediaType": media, "encoding": "base64"}
     if isinstance(value, dict):

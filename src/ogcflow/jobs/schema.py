@@ -58,3 +58,18 @@ callbacks = Table(
     Column("last_error", Text),
     Index("ix_callbacks_state_next", "state", "next_at"),
 )
+
+processes = Table(
+    "processes",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("description", JSON, nullable=False),  # the OGC process description
+    Column("package", Text, nullable=False),  # the CWL document as deployed
+    Column("media_type", String(128), nullable=False),
+    Column("entry", String(128), nullable=False),  # the workflow of the document that is the process
+    Column("inputs_kind", JSON, nullable=False),  # input id -> File | Directory | File[] ... (staging)
+    Column("created", DateTime, nullable=False),
+    Column("updated", DateTime, nullable=False),
+)

@@ -20,7 +20,8 @@ from ogcflow.jobs.results import results_document, store_outputs
 from ogcflow.jobs.store import Job, JobStore, utcnow
 from ogcflow.models import StatusCode, TransmissionMode
 from ogcflow.netpolicy import fetch
-from ogcflow.processes.base import JobContext, ProcessRegistry, default_registry
+from ogcflow.processes.base import JobContext, default_registry
+from ogcflow.processes.catalog import ProcessCatalog
 from ogcflow.processes.inputs import requested_outputs, resolve_inputs
 from ogcflow.settings import Settings
 from ogcflow.storage import LocalStorage, ResultStorage
@@ -35,13 +36,14 @@ class Runtime:
     settings: Settings
     store: JobStore
     storage: ResultStorage
-    registry: ProcessRegistry
+    registry: ProcessCatalog
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(settings=settings, store=JobStore(settings.db_url),
-                   storage=LocalStorage(settings.results_dir), registry=default_registry())
+        store = JobStore(settings.db_url)
+        return cls(settings=settings, store=store, storage=LocalStorage(settings.results_dir),
+                   registry=ProcessCatalog(default_registry(), store, settings))
 
 
 def new_job(process: models.Process, execute: models.Execute, *, mode: str, namespace: str, engine: str,
@@ -89,7 +91,7 @@ def execute_process(rt: Runtime, job: Job, ctx: JobContext) -> tuple[StatusCode,
                                                                       dict[str, Any] | None, str]:
     """Run the job's process; return (status, results manifest, error document, message). Never raises."""
     try:
-        process = rt.registry.get(job.process_id)
+        process = rt.registry.get(job.process_id, job.namespace)
         inputs = resolve_inputs(process.description, job.request.get("inputs", {}),
                                 lambda href: fetch(href, rt.settings))
         outputs = process.execute(inputs, ctx)

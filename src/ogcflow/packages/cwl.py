@@ -36,6 +36,25 @@ class CWLPackage:
     document: dict[str, Any]
     entry: str
     description: models.Process
+    #: input/output id -> "File", "Directory", "File[]" or "Directory[]" for the ones that need staging
+    inputs_kind: dict[str, str]
+    outputs_kind: dict[str, str]
+
+
+def _kind(t: Any) -> str | None:
+    """File/Directory (or arrays of them) in a CWL type, for staging; None for plain values."""
+    if isinstance(t, list):
+        kinds = {_kind(x) for x in t if x != "null"}
+        return kinds.pop() if len(kinds) == 1 else None
+    if isinstance(t, str):
+        name = _short(t) if "#" in t else t
+        if name in ("stdout", "stderr"):
+            return "File"
+        return name if name in ("File", "Directory") else None
+    if (getattr(t, "type_", None) or getattr(t, "type", None)) == "array":
+        inner = _kind(t.items)
+        return inner + "[]" if inner in ("File", "Directory") else None
+    return None
 
 
 def _short(identifier: str) -> str:
@@ -153,8 +172,8 @@ def _type_schema(t: Any, where: str) -> tuple[dict[str, Any], bool]:
         name = _short(t) if "#" in t else t
         if name in _SCALARS:
             return dict(_SCALARS[name]), False
-        if name in ("File", "Directory"):
-            kind = "file" if name == "File" else "directory"
+        if name in ("File", "Directory", "stdout", "stderr"):
+            kind = "directory" if name == "Directory" else "file"
             return {"type": "string", "format": "uri", "description": f"a reference (URL) to a {kind}"}, False
         if name == "Any":
             return {}, False
@@ -239,4 +258,7 @@ def parse_package(text: str, w: str | None = None) -> CWLPackage:
         jobControlOptions=[JobControlOption.async_execute, JobControlOption.sync_execute, JobControlOption.dismiss],
         inputs=inputs, outputs=outputs,
     )
-    return CWLPackage(text=text, document=doc, entry=entry, description=description)
+    inputs_kind = {_short(p.id): k for p in target.inputs if (k := _kind(p.type_))}
+    outputs_kind = {_short(p.id): k for p in target.outputs if (k := _kind(p.type_))}
+    return CWLPackage(text=text, document=doc, entry=entry, description=description, inputs_kind=inputs_kind,
+                      outputs_kind=outputs_kind)

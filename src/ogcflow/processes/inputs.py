@@ -249,6 +249,8 @@ def resolve_inputs(process: models.Process, raw: dict[str, Any], fetch: Any) -> 
 def _resolve_one(input_id: str, value: Any, desc: models.InputDescription, fetch: Any) -> Any:
     schema = desc.schema_
     if isinstance(value, dict) and "href" in value and "value" not in value:
+        if schema.get("format") == "uri":  # the input is itself a reference: the process stages it
+            return value["href"]
         data, media_type = fetch(value["href"])
         if is_binary(schema) or (schema.get("type") == "string" and schema.get("contentMediaType")
                                  and not schema["contentMediaType"].startswith("text/")):

@@ -27,6 +27,9 @@ CONFORMANCE = [
     _CONF + "job-list",
     _CONF + "dismiss",
     _CONF + "callback",
+    "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/deploy-replace-undeploy",
+    "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/ogcapppkg",
+    "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/cwl",
 ]
 
 OAS_MEDIA = "application/vnd.oai.openapi+json;version=3.0"

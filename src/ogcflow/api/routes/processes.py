@@ -36,9 +36,9 @@ def process_links(base: str, process_id: str) -> list[models.Link]:
     ]
 
 
-def describe(process: Process, base: str) -> models.Process:
+def describe(process: Process, base: str, mutable: bool) -> models.Process:
     return process.description.model_copy(update={"links": process_links(base, process.id),
-                                                  "mutable": False})
+                                                  "mutable": mutable})
 
 
 @router.get("/processes", summary="The processes offered", operation_id="getProcesses",
@@ -49,10 +49,11 @@ def list_processes(
     offset: Annotated[int, Query(ge=0, description="Processes to skip")] = 0,
 ) -> Response:
     limit = min(limit, ctx.rt.settings.job_list_max)
-    everything = list(ctx.rt.registry)
+    catalog = ctx.rt.registry
+    everything = catalog.all(ctx.namespace)
     page = everything[offset: offset + limit]
     b = ctx.base_url
-    summaries = [describe(p, b).summary() for p in page]
+    summaries = [describe(p, b, not catalog.is_builtin(p.id)).summary() for p in page]
     links = [
         models.Link(href=f"{b}/processes?limit={limit}&offset={offset}", rel="self", type="application/json",
                     title="this list"),
@@ -73,8 +74,8 @@ def list_processes(
             response_model=models.Process)
 def describe_process(request: Request, processId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    process = ctx.rt.registry.get(processId)
-    body = describe(process, ctx.base_url).dump()
+    process = ctx.rt.registry.get(processId, ctx.namespace)
+    body = describe(process, ctx.base_url, not ctx.rt.registry.is_builtin(processId)).dump()
     return respond(request, body, "process.html", base=ctx.base_url, title=process.description.title or
                    process.id)
 
@@ -130,7 +131,7 @@ async def execute(request: Request) -> Response:
     """POST /processes/{processId}/execution. A plain Starlette endpoint: it is the hot path, so it skips
     FastAPI's dependency solving; /api documents it (api/openapi.py)."""
     ctx = await get_ctx(request)
-    process = ctx.rt.registry.get(request.path_params["processId"])
+    process = ctx.rt.registry.get(request.path_params["processId"], ctx.namespace)
     req = parse_execute(await read_json_body(request, ctx.rt.settings.max_body_bytes))
     check_request(process.description, req)
     prefs = parse_prefer(request.headers.getlist("prefer"))

@@ -1,0 +1,140 @@
+"""OGC API - Processes - Part 2 over HTTP with real cwltool: deploy, describe, execute, replace, undeploy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import Recorder, store_env, wait_for
+from tests.ogc_schemas import validate, validate_exception
+from tests.server import Server
+from tests.test_cwl_runner import SCATTER
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CWL = {"Content-Type": "application/cwl+yaml", **AUTH}
+
+COUNT = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: count-words
+label: Count words
+doc: Counts the words of a text file.
+$namespaces: {s: https://schema.org/}
+s:softwareVersion: 2.0.1
+baseCommand: [wc, -w]
+stdout: count.txt
+inputs:
+  text: {type: File, inputBinding: {position: 1}}
+outputs:
+  count: {type: stdout}
+"""
+
+
+@pytest.fixture(scope="module")
+def dserver(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Server]:
+    env = {**store_env(backend), "OGCFLOW_ADMIN_TOKEN": TOKEN}
+    srv = Server(tmp_path_factory.mktemp("deploy"), env=env).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def dc(dserver: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=dserver.url, timeout=60) as c:
+        yield c
+
+
+def test_deploy_needs_the_admin_token(dc: httpx.Client) -> None:
+    validate_exception(dc.post("/processes", content=SCATTER, headers={"Content-Type": "application/cwl+yaml"}),
+                       401)
+    validate_exception(dc.post("/processes", content=SCATTER, headers={"Content-Type": "application/cwl+yaml",
+                                                                        "Authorization": "Bearer wrong"}), 403)
+
+
+def test_deploy_describe_execute_replace_undeploy(dc: httpx.Client) -> None:
+    resp = dc.post("/processes", content=SCATTER, headers=CWL)
+    assert resp.status_code == 201, resp.text
+    assert resp.headers["location"].endswith("/processes/shout")
+    summary = resp.json()
+    validate(summary, "processSummary")
+    assert summary["id"] == "shout" and summary["mutable"] is True
+    doc = validate_exception(dc.post("/processes", content=SCATTER, headers=CWL), 409)
+    assert "exists already" in doc["detail"]
+    listed = {p["id"]: p for p in dc.get("/processes").json()["processes"]}
+    assert listed["shout"]["mutable"] is True and listed["echo"]["mutable"] is False
+    desc = dc.get("/processes/shout").json()
+    validate(desc, "process")
+    assert desc["inputs"]["words"]["schema"] == {"type": "array", "items": {"type": "string"}}
+    api = dc.get("/api").json()
+    assert "/processes/shout/execution" in api["paths"]
+
+    body = {"inputs": {"words": ["ab", "cd"]}, "outputs": {"joined": {"transmissionMode": "reference"}},
+            "response": "document"}
+    resp = dc.post("/processes/shout/execution", json=body)
+    assert resp.status_code == 200, resp.text
+    href = resp.json()["joined"]["href"]
+    assert dc.get(href).text == "ABCD"
+
+    resp = dc.post("/processes/shout/execution", json={**body, "outputs": {"joined": {}}},
+                   headers={"Prefer": "respond-async"})
+    assert resp.status_code == 201
+    assert wait_for(dc, resp.headers["location"], timeout=60)["status"] == "successful"
+    assert dc.get(resp.headers["location"] + "/results").json() == {"joined": "ABCD"}  # text inline
+
+    changed = SCATTER.replace("tr a-z A-Z", "tr a-z A-Z | rev")
+    validate_exception(dc.put("/processes/shout", content=changed, headers={"Content-Type":
+                                                                            "application/cwl+yaml"}), 401)
+    assert dc.put("/processes/shout", content=changed, headers=CWL).status_code == 204
+    resp = dc.post("/processes/shout/execution", json={"inputs": {"words": ["ab", "cd"]},
+                                                       "outputs": {"joined": {}}})
+    assert resp.text == "BADC"
+
+    package = dc.get("/processes/shout/package")
+    assert package.headers["content-type"].startswith("application/cwl+yaml")
+    assert package.text == changed
+    as_json = dc.get("/processes/shout/package", headers={"Accept": "application/cwl+json"})
+    assert as_json.json() == yaml.safe_load(changed)
+
+    assert dc.delete("/processes/shout", headers=AUTH).status_code == 204
+    validate_exception(dc.get("/processes/shout"), 404)
+    validate_exception(dc.delete("/processes/shout", headers=AUTH), 404)
+    assert "/processes/shout/execution" not in dc.get("/api").json()["paths"]
+
+
+def test_application_package_by_reference_with_a_file_input(dc: httpx.Client, recorder: Recorder) -> None:
+    recorder.files["/count.cwl"] = (COUNT.encode(), "application/cwl+yaml")
+    recorder.files["/words.txt"] = (b"one two three four\n", "text/plain")
+    apppkg = {"executionUnit": {"href": recorder.url + "/count.cwl", "type": "application/cwl+yaml"}}
+    resp = dc.post("/processes", content=json.dumps(apppkg),
+                   headers={"Content-Type": "application/ogcapppkg+json", **AUTH})
+    assert resp.status_code == 201, resp.text
+    desc = dc.get("/processes/count-words").json()
+    assert (desc["version"], desc["title"]) == ("2.0.1", "Count words")
+    assert desc["inputs"]["text"]["schema"]["format"] == "uri"
+    resp = dc.post("/processes/count-words/execution",
+                   json={"inputs": {"text": {"href": recorder.url + "/words.txt"}}})
+    assert resp.status_code == 200, resp.text
+    assert resp.text.split()[0] == "4"
+    assert dc.delete("/processes/count-words", headers=AUTH).status_code == 204
+
+
+@pytest.mark.parametrize(("content", "media", "status", "needle"), [
+    ("cwlVersion: v1.0\nclass: [", "application/cwl+yaml", 400, "not valid YAML"),
+    (SCATTER.replace('run: "#join"', 'run: "#gone"'), "application/cwl+yaml", 400, "'#gone'"),
+    (SCATTER, "text/plain", 415, "application/cwl+yaml"),
+    ('{"executionUnit": 3}', "application/ogcapppkg+json", 400, "executionUnit"),
+])
+def test_bad_packages(dc: httpx.Client, content: str, media: str, status: int, needle: str) -> None:
+    doc = validate_exception(dc.post("/processes", content=content, headers={"Content-Type": media, **AUTH}),
+                             status)
+    assert needle in doc["detail"]
+
+
+def test_builtin_processes_are_immutable(dc: httpx.Client) -> None:
+    validate_exception(dc.delete("/processes/echo", headers=AUTH), 403)
+    validate_exception(dc.put("/processes/echo", content=SCATTER, headers=CWL), 403)
