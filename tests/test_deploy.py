@@ -138,3 +138,69 @@ def test_bad_packages(dc: httpx.Client, content: str, media: str, status: int, n
 def test_builtin_processes_are_immutable(dc: httpx.Client) -> None:
     validate_exception(dc.delete("/processes/echo", headers=AUTH), 403)
     validate_exception(dc.put("/processes/echo", content=SCATTER, headers=CWL), 403)
+
+
+SLOW = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: slow-tool
+baseCommand: [sh, -c, 'echo started; sleep 60 & wait']
+inputs:
+  fail: {type: boolean, default: false}
+outputs: {}
+"""
+
+FAIL = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: failing-tool
+baseCommand: [sh, -c, 'echo "band nir9 not found" >&2; exit 4']
+inputs: {}
+outputs: {}
+"""
+
+
+def _sleeps_of(marker_pid: int) -> list[int]:
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-s", str(marker_pid), "sleep"], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_job_log_and_dismiss_stops_every_step(dc: httpx.Client, dserver: Server) -> None:
+    import os
+    import time
+
+    assert dc.post("/processes", content=FAIL, headers=CWL).status_code == 201
+    resp = dc.post("/processes/failing-tool/execution", json={"inputs": {}}, headers={"Prefer": "respond-async"})
+    info = wait_for(dc, resp.headers["location"], timeout=60)
+    assert info["status"] == "failed" and "permanentFail" in info["message"]
+    logs = [link["href"] for link in info["links"] if link["rel"] == "describedby"]
+    assert logs, info["links"]
+    text = dc.get(logs[0]).text
+    assert "band nir9 not found" in text or "exited with" in text or "permanentFail" in text
+
+    assert dc.post("/processes", content=SLOW, headers=CWL).status_code == 201
+    resp = dc.post("/processes/slow-tool/execution", json={"inputs": {}}, headers={"Prefer": "respond-async"})
+    loc = resp.headers["location"]
+    wait_for(dc, loc, statuses=("running",), timeout=30)
+    job_id = loc.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 20
+    sleeps: list[int] = []
+    while time.monotonic() < deadline and not sleeps:
+        worker = dserver.query("select worker from jobs where id = :id", id=job_id)[0][0] or ""
+        if "/" in worker:
+            sleeps = _sleeps_of(int(worker.rsplit("/", 1)[1]))
+        time.sleep(0.1)
+    assert sleeps, "the CWL step never started"
+    assert dc.delete(loc).json()["status"] == "dismissed"
+    deadline = time.monotonic() + 5
+    alive = sleeps
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in sleeps if os.path.exists(f"/proc/{p}") and
+                 open(f"/proc/{p}/stat").read().rsplit(")", 1)[-1].split()[0] != "Z"]
+        time.sleep(0.05)
+    assert not alive, "a step of the dismissed job still runs"
+    validate_exception(dc.get(loc + "/logs"), 404)
+    for pid in ("failing-tool", "slow-tool"):
+        assert dc.delete(f"/processes/{pid}", headers=AUTH).status_code == 204

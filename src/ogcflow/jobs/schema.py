@@ -39,6 +39,7 @@ jobs = Table(
     Column("worker", String(256)),  # who runs it: host:pid of the local worker, or an engine reference
     Column("heartbeat", DateTime),
     Column("run_ref", String(256)),  # the engine's own id of the run (e.g. a Prefect flow run id)
+    Column("log", String(512)),  # storage key of the job's log, when it keeps one
     Index("ix_jobs_ns_created", "namespace", "created"),
     Index("ix_jobs_ns_status_created", "namespace", "status", "created"),
     Index("ix_jobs_ns_process_created", "namespace", "process_id", "created"),

@@ -28,6 +28,8 @@ from ogcflow.storage import LocalStorage, ResultStorage
 
 log = logging.getLogger("ogcflow.jobs")
 
+LOG_NAME = "job.log"  # a job's log in results storage
+
 
 @dataclass
 class Runtime:
@@ -78,6 +80,9 @@ def status_info(job: Job, base_url: str, run_url: str | None = None) -> models.S
     if run_url:
         links.append(models.Link(href=run_url, rel="related", type="text/html",
                                  title=f"this job's run in {job.engine.capitalize()}"))
+    if job.log and job.status != StatusCode.dismissed.value:
+        links.append(models.Link(href=url + "/logs", rel="describedby", type="text/plain",
+                                 title="the job's log"))
     return models.StatusInfo(processID=job.process_id, jobID=job.id, status=StatusCode(job.status),
                              message=job.message, created=job.created, started=job.started,
                              finished=job.finished, updated=job.updated, progress=job.progress, links=links)
@@ -118,7 +123,10 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> 
     with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
         ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled)
         status, manifest, error, message = execute_process(rt, job, ctx)
-    if rt.store.finish(job.id, status, message=message, results=manifest, error=error):
+        log_key = None
+        if ctx.log_path is not None and ctx.log_path.is_file():
+            log_key = rt.storage.put_file(job.id, LOG_NAME, ctx.log_path)
+    if rt.store.finish(job.id, status, message=message, results=manifest, error=error, log=log_key):
         job = rt.store.get(job.id) or job
         _notify(rt, job, "successUri" if status is StatusCode.successful else "failedUri")
     else:

@@ -64,6 +64,7 @@ class Job:
     worker: str | None = None
     heartbeat: datetime | None = None
     run_ref: str | None = None
+    log: str | None = None
 
     @property
     def status_code(self) -> StatusCode:
@@ -237,7 +238,8 @@ class JobStore:
             )
 
     def finish(self, job_id: str, status: StatusCode, *, message: str | None = None,
-               results: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> bool:
+               results: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+               log: str | None = None) -> bool:
         """End an active job. False when it had already ended (for instance dismissed meanwhile)."""
         now = utcnow()
         with self.engine.begin() as conn:
@@ -248,6 +250,8 @@ class JobStore:
                 "duration": (now - started).total_seconds(), "message": message,
                 "results": results, "error": error,
             }
+            if log is not None:
+                values["log"] = log
             if row and row[0] is None:
                 values["started"] = _naive(now)
             if status is StatusCode.successful:
@@ -271,7 +275,7 @@ class JobStore:
                           duration=(now - started).total_seconds())
             elif before.status != StatusCode.dismissed.value:
                 self._set(conn, job_id, None, status=StatusCode.dismissed.value,
-                          message="dismissed by the user", results=None)
+                          message="dismissed by the user", results=None, log=None)
             return before
 
     def stale_running(self, engine: str, older_than: float) -> list[str]:

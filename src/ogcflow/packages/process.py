@@ -54,6 +54,7 @@ class CWLProcess(Process):
             else:
                 order[name] = self._stage(value, kind, ctx.workdir / "inputs" / name)
         ctx.progress(5, "running the CWL package")
+        ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
         run = run_package(package, self.entry, order, ctx.workdir / "cwl")
         outputs: dict[str, Any] = {}
         for name in self.description.outputs:

@@ -34,6 +34,8 @@ class JobContext:
     workdir: Path
     report: Callable[[int | None, str | None], None] = field(default=lambda p, m: None)
     cancel_event: threading.Event | None = None
+    #: the job's log file, kept with its results whatever the outcome (GET /jobs/{id}/logs)
+    log_path: Path | None = None
 
     @property
     def cancelled(self) -> threading.Event:

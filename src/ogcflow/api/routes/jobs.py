@@ -15,7 +15,14 @@ from ogcflow import models
 from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.negotiation import respond, wants_html
 from ogcflow.api.results import failure, results_response
-from ogcflow.errors import InvalidParameter, NoSuchJob, NoSuchOutput, ResultNotReady, ServiceUnavailable
+from ogcflow.errors import (
+    InvalidParameter,
+    NoSuchJob,
+    NoSuchOutput,
+    NotFound,
+    ResultNotReady,
+    ServiceUnavailable,
+)
 from ogcflow.jobs.results import raw_body, results_document
 from ogcflow.jobs.service import status_info
 from ogcflow.jobs.store import Job, JobFilter
@@ -183,3 +190,15 @@ async def get_output(jobId: Annotated[str, Path()], outputId: Annotated[str, Pat
         raise NoSuchOutput(f"Job '{jobId}' has no output '{outputId}'")
     body, media = raw_body(entry, ctx.rt.storage)
     return Response(body, media_type=media)
+
+
+@router.get("/jobs/{jobId}/logs", summary="The log of a job (the CWL run's, for packages)",
+            operation_id="getLogs", responses={200: {"content": {"text/plain": {}}}})
+async def get_logs(jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = await get_job(ctx, jobId)
+    if job.status in (StatusCode.accepted.value, StatusCode.running.value):
+        raise ResultNotReady(f"Job '{jobId}' is {job.status}; its log is kept when it ends.")
+    if not job.log or job.status == StatusCode.dismissed.value:
+        raise NotFound(f"Job '{jobId}' has no log (application packages keep one).")
+    data = await asyncio.to_thread(ctx.rt.storage.read, job.log)
+    return Response(data, media_type="text/plain; charset=utf-8")
