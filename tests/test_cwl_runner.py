@@ -84,3 +84,26 @@ def test_failed_tool_says_why(tmp_path: Path) -> None:
 def test_missing_input_is_a_clear_failure(tmp_path: Path) -> None:
     with pytest.raises(CWLRunFailed, match="words"):
         run_package(_write(tmp_path, SCATTER), "shout", {}, tmp_path / "job")
+
+
+@pytest.mark.parametrize(("image", "key"), [
+    ("ghcr.io/eoap/mastering-app-package/crop@sha256:abc", "crop"),
+    ("localhost/norm-diff:latest", "norm-diff"),
+    ("ghcr.io/terradue/ogc-eo-application-package-hands-on/stac:1.5.0", "stac"),
+    ("otsu", "otsu"),
+])
+def test_image_keys(image: str, key: str) -> None:
+    from ogcflow.packages.containers import image_key
+
+    assert image_key(image) == key
+
+
+def test_hinted_images_without_mapping_run_as_written() -> None:
+    from ogcflow.packages.containers import map_images
+
+    doc = {"cwlVersion": "v1.0", "class": "CommandLineTool", "id": "t", "baseCommand": ["echo"],
+           "hints": [{"class": "DockerRequirement", "dockerPull": "x/y:1"}], "inputs": {}, "outputs": {}}
+    assert map_images(doc, {}) == doc
+    mapped = map_images(doc, {"y": ["printf", "%s"]})
+    assert mapped["baseCommand"] == ["printf", "%s"] and mapped["hints"] == []
+    assert doc["baseCommand"] == ["echo"]  # the input is left alone

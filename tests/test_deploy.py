@@ -37,7 +37,8 @@ outputs:
 
 @pytest.fixture(scope="module")
 def dserver(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Server]:
-    env = {**store_env(backend), "OGCFLOW_ADMIN_TOKEN": TOKEN}
+    env = {**store_env(backend), "OGCFLOW_ADMIN_TOKEN": TOKEN,
+           "OGCFLOW_CWL_IMAGE_MAP": json.dumps({"greeter": ["sh", "-c", 'echo "mapped $0" > out.txt']})}
     srv = Server(tmp_path_factory.mktemp("deploy"), env=env).start()
     yield srv
     srv.stop()
@@ -203,4 +204,34 @@ def test_job_log_and_dismiss_stops_every_step(dc: httpx.Client, dserver: Server)
     assert not alive, "a step of the dismissed job still runs"
     validate_exception(dc.get(loc + "/logs"), 404)
     for pid in ("failing-tool", "slow-tool"):
+        assert dc.delete(f"/processes/{pid}", headers=AUTH).status_code == 204
+
+
+DOCKER = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: docker-tool
+requirements:
+  DockerRequirement: {dockerPull: "ghcr.io/example/apps/greeter@sha256:0123abcd"}
+baseCommand: [python, -m, app]
+inputs:
+  name: {type: string, inputBinding: {position: 1}}
+outputs:
+  out: {type: File, outputBinding: {glob: out.txt}}
+"""
+
+
+def test_required_images_run_as_mapped_local_commands(dc: httpx.Client) -> None:
+    assert dc.post("/processes", content=DOCKER, headers=CWL).status_code == 201
+    resp = dc.post("/processes/docker-tool/execution", json={"inputs": {"name": "Ada"}})
+    assert resp.status_code == 200, resp.text
+    assert resp.text.strip() == "mapped Ada"
+    unmapped = DOCKER.replace("docker-tool", "unmapped-tool").replace("greeter@", "painter@")
+    assert dc.post("/processes", content=unmapped, headers=CWL).status_code == 201
+    resp = dc.post("/processes/unmapped-tool/execution", json={"inputs": {"name": "Ada"}},
+                   headers={"Prefer": "respond-async"})
+    info = wait_for(dc, resp.headers["location"], timeout=60)
+    assert info["status"] == "failed"
+    assert "requires the container image" in info["message"] and "'painter'" in info["message"]
+    for pid in ("docker-tool", "unmapped-tool"):
         assert dc.delete(f"/processes/{pid}", headers=AUTH).status_code == 204

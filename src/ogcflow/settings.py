@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     )
     poll_interval: float = Field(0.05, description="Seconds between queue polls of an idle local worker.")
     job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
+    cwl_image_map: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Container images of CWL tools run as local commands: image name -> the words that "
+                    "replace the tool's baseCommand (JSON in the environment).",
+    )
     admin_token: str | None = Field(
         None, description="Bearer token that may deploy, replace and undeploy processes (unset: nobody may)."
     )

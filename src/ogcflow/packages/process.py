@@ -9,9 +9,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from ogcflow import models
 from ogcflow.errors import InputFetchError
 from ogcflow.netpolicy import fetch
+from ogcflow.packages.containers import map_images
 from ogcflow.packages.runner import run_package
 from ogcflow.processes.base import JobContext, OutputValue, Process
 from ogcflow.settings import Settings
@@ -40,7 +43,11 @@ class CWLProcess(Process):
 
     def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         package = ctx.workdir / "package.cwl"
-        package.write_text(self.package, encoding="utf-8")
+        if "DockerRequirement" in self.package:
+            document = map_images(yaml.safe_load(self.package), self.settings.cwl_image_map)
+            package.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        else:
+            package.write_text(self.package, encoding="utf-8")
         order: dict[str, Any] = {}
         for name, value in inputs.items():
             kind = self.inputs_kind.get(name)
