@@ -3,6 +3,7 @@
 # use), start PostgreSQL and Prefect for the benchmarks that need them, and run one benchmark script:
 #   bench/run.sh part1 [options of bench/bench_part1.py]
 #   bench/run.sh prefect [options of bench/bench_prefect.py]
+#   bench/run.sh cwl [options of bench/bench_cwl.py]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test

@@ -107,3 +107,9 @@ def test_hinted_images_without_mapping_run_as_written() -> None:
     mapped = map_images(doc, {"y": ["printf", "%s"]})
     assert mapped["baseCommand"] == ["printf", "%s"] and mapped["hints"] == []
     assert doc["baseCommand"] == ["echo"]  # the input is left alone
+
+
+def test_warm_up_builds_the_loaders_of_every_cwl_version() -> None:
+    from ogcflow.packages.runner import warm_up
+
+    warm_up()  # workers call it before forking; a failure here would make every first job slow

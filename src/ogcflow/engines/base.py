@@ -51,7 +51,8 @@ class StoreEngine:
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:
         """Poll the store until the job ends or ``timeout`` passes; the job as last seen."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         delay = 0.005
         job = None
         while True:
@@ -59,7 +60,8 @@ class StoreEngine:
             if job is None or job.status_code.finished or time.monotonic() >= deadline:
                 return job
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.1)
+            # every 20 ms for the first seconds (short jobs answer fast), then every 100 ms
+            delay = min(delay * 1.5, 0.02 if time.monotonic() - started < 5 else 0.1)
 
 
 def get_engine(rt: Runtime) -> StoreEngine:

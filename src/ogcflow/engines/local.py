@@ -154,7 +154,19 @@ class Worker:
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
 
+    @staticmethod
+    def preload() -> None:
+        """Do once, before any fork, what job processes would otherwise each do: import cwltool and build
+        its CWL schema loaders (0.6 s cold, 12 ms warm per run)."""
+        try:
+            from ogcflow.packages.runner import warm_up
+
+            warm_up()
+        except Exception:  # a slower first CWL job is all this costs
+            log.warning("could not warm cwltool up", exc_info=True)
+
     def run(self) -> None:
+        self.preload()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.recover()

@@ -39,6 +39,29 @@ def _failure_summary(log_path: Path) -> str:
     return "; ".join(dict.fromkeys(telling))[-1500:]
 
 
+_WARM_UP = """cwlVersion: {version}
+class: CommandLineTool
+id: warm-up
+baseCommand: [echo]
+inputs: {{}}
+outputs: {{}}
+"""
+
+
+def warm_up() -> None:
+    """Import cwltool and build its document loaders for each CWL version (done once per worker, before
+    forking job processes, which then inherit them)."""
+    import tempfile
+
+    from cwltool.factory import Factory
+
+    with tempfile.TemporaryDirectory(prefix="ogcflow-warm-") as tmp:
+        for version in ("v1.0", "v1.1", "v1.2"):
+            path = Path(tmp) / f"warm-{version}.cwl"
+            path.write_text(_WARM_UP.format(version=version), encoding="utf-8")
+            Factory().make(str(path))
+
+
 def _with_paths(value: Any) -> Any:
     """Give every File and Directory of the outputs its local ``path`` (cwltool gives ``file://`` locations)."""
     if isinstance(value, list):
