@@ -113,3 +113,55 @@ def test_warm_up_builds_the_loaders_of_every_cwl_version() -> None:
     from ogcflow.packages.runner import warm_up
 
     warm_up()  # workers call it before forking; a failure here would make every first job slow
+
+
+SUBWORKFLOW = """
+cwlVersion: v1.0
+$graph:
+- class: Workflow
+  id: outer
+  requirements: [{class: SubworkflowFeatureRequirement}, {class: ScatterFeatureRequirement}]
+  inputs: {items: "string[]"}
+  outputs: {result: {type: "File[]", outputSource: node_inner/marked}}
+  steps:
+    node_inner:
+      run: "#inner"
+      in: {item: items}
+      scatter: item
+      out: [marked]
+- class: Workflow
+  id: inner
+  inputs: {item: string}
+  outputs: {marked: {type: File, outputSource: node_mark/out}}
+  steps:
+    node_mark: {run: "#mark", in: {word: item}, out: [out]}
+- class: CommandLineTool
+  id: mark
+  baseCommand: [sh, -c, 'printf "<%s>" "$0" > mark.txt']
+  inputs: {word: {type: string, inputBinding: {position: 1}}}
+  outputs: {out: {type: File, outputBinding: {glob: mark.txt}}}
+"""
+
+
+def test_scattered_sub_workflows(tmp_path: Path) -> None:
+    assert parse_package(SUBWORKFLOW).entry == "outer"
+    run = run_package(_write(tmp_path, SUBWORKFLOW), "outer", {"items": ["a", "b", "c"]}, tmp_path / "job")
+    assert [Path(f["path"]).read_text() for f in run.outputs["result"]] == ["<a>", "<b>", "<c>"]
+
+
+@pytest.mark.parametrize(("runtime", "expected"), [
+    ("none", {"use_container": False}),
+    ("docker", {"use_container": True}),
+    ("podman", {"use_container": True, "podman": True}),
+    ("singularity", {"use_container": True, "singularity": True}),
+    ("udocker", {"use_container": True, "user_space_docker_cmd": "udocker"}),
+])
+def test_container_runtimes_reach_cwltool(runtime: str, expected: dict) -> None:
+    from cwltool.context import RuntimeContext
+
+    from ogcflow.packages.runner import container_options
+
+    options = container_options(runtime)
+    assert options == expected
+    context = RuntimeContext(options)
+    assert context.use_container is expected["use_container"]

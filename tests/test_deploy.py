@@ -235,3 +235,19 @@ def test_required_images_run_as_mapped_local_commands(dc: httpx.Client) -> None:
     assert "requires the container image" in info["message"] and "'painter'" in info["message"]
     for pid in ("docker-tool", "unmapped-tool"):
         assert dc.delete(f"/processes/{pid}", headers=AUTH).status_code == 204
+
+
+def test_other_api_processes_see_deployments_at_once(dc: httpx.Client, dserver: Server) -> None:
+    other = Server(dserver.data_dir, env={k: v for k, v in dserver.env.items() if k.startswith(("OGCFLOW_",
+                                                                                                 "PREFECT_"))},
+                   args=["--no-worker"]).start()
+    try:
+        with httpx.Client(base_url=other.url, timeout=30) as oc:
+            assert "count-words" not in {p["id"] for p in oc.get("/processes").json()["processes"]}
+            assert dc.post("/processes", content=COUNT, headers=CWL).status_code == 201
+            assert "count-words" in {p["id"] for p in oc.get("/processes").json()["processes"]}
+            assert "/processes/count-words/execution" in oc.get("/api").json()["paths"]
+            assert oc.delete("/processes/count-words", headers=AUTH).status_code == 204
+            validate_exception(dc.get("/processes/count-words"), 404)
+    finally:
+        other.stop()

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     )
     poll_interval: float = Field(0.05, description="Seconds between queue polls of an idle local worker.")
     job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
+    cwl_container_runtime: Literal["none", "docker", "podman", "singularity", "udocker"] = Field(
+        "none", description="Container runtime for CWL steps with DockerRequirement (none: local commands)."
+    )
     cwl_image_map: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Container images of CWL tools run as local commands: image name -> the words that "

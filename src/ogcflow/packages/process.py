@@ -43,7 +43,8 @@ class CWLProcess(Process):
 
     def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         package = ctx.workdir / "package.cwl"
-        if "DockerRequirement" in self.package:
+        runtime = self.settings.cwl_container_runtime
+        if runtime == "none" and "DockerRequirement" in self.package:
             document = map_images(yaml.safe_load(self.package), self.settings.cwl_image_map)
             package.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
         else:
@@ -62,7 +63,7 @@ class CWLProcess(Process):
                 order[name] = self._stage(value, kind, ctx.workdir / "inputs" / name)
         ctx.progress(5, "running the CWL package")
         ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
-        run = run_package(package, self.entry, order, ctx.workdir / "cwl")
+        run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime)
         outputs: dict[str, Any] = {}
         for name in self.description.outputs:
             if name in run.outputs:

@@ -78,8 +78,22 @@ def _with_paths(value: Any) -> Any:
     return value
 
 
+def container_options(runtime: str) -> dict[str, Any]:
+    """cwltool's runtime options for a container runtime (``none``: steps run as local processes)."""
+    if runtime == "none":
+        return {"use_container": False}
+    options: dict[str, Any] = {"use_container": True}
+    if runtime == "podman":
+        options["podman"] = True
+    elif runtime == "singularity":
+        options["singularity"] = True
+    elif runtime == "udocker":
+        options["user_space_docker_cmd"] = "udocker"
+    return options
+
+
 def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: Path,
-                parallel: bool = True) -> CWLRun:
+                parallel: bool = True, container_runtime: str = "none") -> CWLRun:
     """Run workflow/tool ``entry`` of the CWL file ``package`` on ``job_order``; CWL outputs as cwltool
     returns them (Files and Directories with local ``path``s under ``workdir/outputs``)."""
     from cwltool.context import LoadingContext, RuntimeContext
@@ -100,10 +114,11 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
         "outdir": str(workdir / "outputs"),
         "tmpdir_prefix": str(workdir / "tmp") + "/",
         "tmp_outdir_prefix": str(workdir / "stage") + "/",
-        "use_container": False,
         "move_outputs": "move",
+        **container_options(container_runtime),
     })
-    loading = LoadingContext({"strict": False, "do_validate": True})
+    loading = LoadingContext({"strict": False, "do_validate": True,
+                              "podman": runtime.podman, "singularity": runtime.singularity})
     executor = MultithreadedJobExecutor() if parallel else SingleJobExecutor()
     try:
         tool = Factory(executor=executor, loading_context=loading, runtime_context=runtime).make(
