@@ -38,6 +38,7 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("cwltool").setLevel(logging.WARNING)  # a job's cwltool log goes to its own file
 
 
 def _load_settings(**overrides: object) -> Settings:

@@ -108,8 +108,9 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     cwl_logger = logging.getLogger("cwltool")
     cwl_logger.addHandler(handler)
-    old_level = cwl_logger.level
+    old_level, old_propagate = cwl_logger.level, cwl_logger.propagate
     cwl_logger.setLevel(logging.INFO)
+    cwl_logger.propagate = False  # the run's log goes to its file, not to the worker's output
     runtime = RuntimeContext({
         "outdir": str(workdir / "outputs"),
         "tmpdir_prefix": str(workdir / "tmp") + "/",
@@ -132,5 +133,6 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     finally:
         cwl_logger.removeHandler(handler)
         cwl_logger.setLevel(old_level)
+        cwl_logger.propagate = old_propagate
         handler.close()
     return CWLRun(outputs=_with_paths(dict(outputs or {})), log_path=log_path)
