@@ -74,6 +74,17 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
+    def job_process(self, job_id: str, timeout: float = 10) -> int:
+        """The pid of the process running a job (the worker records ``host:pid/child``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.query("select worker from jobs where id = :id", id=job_id)
+            worker = (rows[0][0] if rows else None) or ""
+            if "/" in worker:
+                return int(worker.rsplit("/", 1)[1])
+            time.sleep(0.05)
+        raise AssertionError(f"no process recorded for job {job_id}")
+
     def kill(self) -> None:
         """Kill the server and everything it started, at once (a crash)."""
         assert self.proc is not None
@@ -81,3 +92,22 @@ class Server:
         self.proc.wait()
         # the worker runs in a session of its own: kill it as a crash would
         subprocess.run(["pkill", "-9", "-f", "--", f"--parent-pid {self.proc.pid}( |$)"], check=False)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def gone(*pids: int, timeout: float = 5) -> bool:
+    """Wait up to ``timeout`` for every process to end; True when they all did."""
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

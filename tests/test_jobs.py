@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ import pytest
 
 from tests.conftest import Recorder, store_env, wait_for
 from tests.ogc_schemas import validate, validate_exception
-from tests.server import Server
+from tests.server import Server, alive, gone
 
 
 def submit(client: httpx.Client, process: str, inputs: dict, **extra: object) -> str:
@@ -117,41 +116,18 @@ def test_unknown_job(jc: httpx.Client) -> None:
         assert doc["type"].endswith("/no-such-job")
 
 
-def _job_pid(server: Server, job_id: str) -> int:
-    worker = server.query("select worker from jobs where id = :id", id=job_id)[0][0]
-    return int(worker.rsplit("/", 1)[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split()[2] != "Z"
-
-
 def test_dismiss_running_job_kills_its_process(jc: httpx.Client, jobs_server: Server) -> None:
     loc = submit(jc, "sleep", {"seconds": 60})
     job_id = loc.rsplit("/", 1)[1]
     wait_for(jc, loc, statuses=("running",))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            pid = _job_pid(jobs_server, job_id)
-            break
-        except (IndexError, AttributeError, TypeError):
-            time.sleep(0.05)
-    assert _alive(pid)
+    pid = jobs_server.job_process(job_id)
+    assert alive(pid)
     resp = jc.delete(loc)
     assert resp.status_code == 200
     info = resp.json()
     validate(info, "statusInfo")
     assert info["status"] == "dismissed"
-    deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(pid), "the job's process still runs after dismiss"
+    assert gone(pid), "the job's process still runs after dismiss"
     time.sleep(0.5)
     assert jc.get(loc).json()["status"] == "dismissed"
     doc = validate_exception(jc.get(loc + "/results"), 404)

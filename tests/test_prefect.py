@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import store_env, wait_for
 from tests.ogc_schemas import validate_exception
-from tests.server import Server
+from tests.server import Server, gone
 
 pytestmark = pytest.mark.skipif(not os.environ.get("PREFECT_API_URL"),
                                 reason="needs PREFECT_API_URL (scripts/test.sh starts a Prefect server)")
@@ -134,36 +134,13 @@ def test_every_job_is_a_flow_run(pc: httpx.Client) -> None:
     assert "fail=true" in flow_run(run_id_of(failed))["state"]["message"]
 
 
-def _child_pid(server: Server, job_id: str) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        worker = server.query("select worker from jobs where id = :id", id=job_id)[0][0] or ""
-        if "/" in worker:
-            return int(worker.rsplit("/", 1)[1])
-        time.sleep(0.05)
-    raise AssertionError("no job process recorded")
-
-
-def _gone(pid: int, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_dismiss_cancels_the_flow_run_and_stops_the_work(pc: httpx.Client, pserver: Server) -> None:
     info = submit(pc, "sleep", {"seconds": 60})
     wait_for(pc, f"/jobs/{info['jobID']}", statuses=("running",))
-    pid = _child_pid(pserver, info["jobID"])
+    pid = pserver.job_process(info["jobID"])
     started = time.monotonic()
     assert pc.delete(f"/jobs/{info['jobID']}").json()["status"] == "dismissed"
-    assert _gone(pid), "the job's process is still running"
+    assert gone(pid), "the job's process is still running"
     assert time.monotonic() - started < 2
     assert wait_state(run_id_of(info), ("CANCELLED",)) == "CANCELLED"
 
@@ -171,13 +148,13 @@ def test_dismiss_cancels_the_flow_run_and_stops_the_work(pc: httpx.Client, pserv
 def test_cancel_from_prefect_dismisses_the_job(pc: httpx.Client, pserver: Server) -> None:
     info = submit(pc, "sleep", {"seconds": 60})
     wait_for(pc, f"/jobs/{info['jobID']}", statuses=("running",))
-    pid = _child_pid(pserver, info["jobID"])
+    pid = pserver.job_process(info["jobID"])
     with prefect() as p:
         resp = p.post(f"flow_runs/{run_id_of(info)}/set_state",
                       json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
         assert resp.status_code in (200, 201)
     assert wait_for(pc, f"/jobs/{info['jobID']}", statuses=("dismissed",), timeout=10)["status"] == "dismissed"
-    assert _gone(pid)
+    assert gone(pid)
     assert wait_state(run_id_of(info), ("CANCELLED",)) == "CANCELLED"
 
 
@@ -194,7 +171,7 @@ def test_queued_dismissed_job_is_cancelled_at_once(pc: httpx.Client) -> None:
 def test_lost_worker_fails_the_job_and_crashes_the_run(pc: httpx.Client, pserver: Server) -> None:
     info = submit(pc, "sleep", {"seconds": 60})
     wait_for(pc, f"/jobs/{info['jobID']}", statuses=("running",))
-    _child_pid(pserver, info["jobID"])
+    pserver.job_process(info["jobID"])
     # kill the worker daemon and its job processes (the server's supervisor starts a new worker)
     assert pserver.proc is not None
     subprocess.run(["pkill", "-9", "-f", "--", f"--parent-pid {pserver.proc.pid}( |$)"], check=True)

@@ -35,41 +35,34 @@ class ProcessCatalog:
     def get(self, process_id: str, namespace: str = "default") -> Process:
         if process_id in self.builtins:
             return self.builtins.get(process_id)
+        where = (processes.c.namespace == namespace, processes.c.id == process_id)
         with self.store.engine.connect() as conn:
-            stamp = conn.execute(select(processes.c.updated).where(
-                processes.c.namespace == namespace, processes.c.id == process_id)).scalar()
-            if stamp is None:
-                raise NoSuchProcess(f"There is no process '{process_id}'. See /processes.")
+            stamp = conn.execute(select(processes.c.updated).where(*where)).scalar()
             hit = self._cache.get((namespace, process_id))
-            if hit is not None and hit[0] == stamp:
+            if stamp is not None and hit is not None and hit[0] == stamp:
                 return hit[1]
-            row = conn.execute(select(processes).where(
-                processes.c.namespace == namespace, processes.c.id == process_id)).first()
+            row = conn.execute(select(processes).where(*where)).first() if stamp is not None else None
         if row is None:
             raise NoSuchProcess(f"There is no process '{process_id}'. See /processes.")
-        process = self._build(row._mapping)
-        self._cache[(namespace, process_id)] = (row.updated, process)
-        return process
+        return self._cached(namespace, row)
 
-    def _build(self, row: Any) -> Process:
+    def _cached(self, namespace: str, row: Any) -> Process:
+        """The process of a store row, rebuilt only when the row changed."""
+        hit = self._cache.get((namespace, row.id))
+        if hit is not None and hit[0] == row.updated:
+            return hit[1]
         from ogcflow.packages.process import CWLProcess
 
-        description = models.Process.model_validate(row["description"])
-        return CWLProcess(description, row["package"], row["entry"], row["inputs_kind"], self.settings)
+        data = row._mapping
+        process = CWLProcess(models.Process.model_validate(data["description"]), data["package"], data["entry"],
+                             data["inputs_kind"], self.settings)
+        self._cache[(namespace, row.id)] = (row.updated, process)
+        return process
 
     def all(self, namespace: str = "default") -> list[Process]:
-        deployed = []
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(processes).where(processes.c.namespace == namespace)
-                                .order_by(processes.c.id)).all()
-        for row in rows:
-            hit = self._cache.get((namespace, row.id))
-            if hit is not None and hit[0] == row.updated:
-                deployed.append(hit[1])
-            else:
-                process = self._build(row._mapping)
-                self._cache[(namespace, row.id)] = (row.updated, process)
-                deployed.append(process)
+            rows = conn.execute(select(processes).where(processes.c.namespace == namespace)).all()
+        deployed = [self._cached(namespace, row) for row in rows]
         return sorted([*self.builtins, *deployed], key=lambda p: p.id)
 
     def __iter__(self) -> Iterator[Process]:
