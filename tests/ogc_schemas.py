@@ -32,9 +32,12 @@ def _dt(value: object) -> bool:
     return True
 
 
-def _relax(node: Any) -> Any:
+def _relax(node: Any, names: bool = False) -> Any:
+    """``oneOf`` keywords -> ``anyOf`` (the keys of ``properties`` are names, kept as they are)."""
     if isinstance(node, dict):
-        return {("anyOf" if k == "oneOf" else k): _relax(v) for k, v in node.items()}
+        if names:
+            return {k: _relax(v) for k, v in node.items()}
+        return {("anyOf" if k == "oneOf" else k): _relax(v, names=(k == "properties")) for k, v in node.items()}
     if isinstance(node, list):
         return [_relax(v) for v in node]
     return node

@@ -92,7 +92,8 @@ def test_entry_workflow_is_described() -> None:
     assert d.inputs["aoi"].minOccurs == 1 and d.inputs["aoi"].title == "area of interest"
     assert d.inputs["epsg"].minOccurs == 0 and d.inputs["epsg"].schema_["default"] == "EPSG:4326"
     assert d.inputs["stac_items"].schema_ == {"type": "array", "items": {"type": "string"}}
-    assert d.outputs["stac_catalog"].schema_["format"] == "uri"
+    media = [alt["contentMediaType"] for alt in d.outputs["stac_catalog"].schema_["oneOf"]]
+    assert media == ["application/geo+json", "application/zip"]  # a STAC catalog, or any directory zipped
 
 
 def test_w_picks_another_workflow() -> None:

@@ -83,6 +83,20 @@ class _WorkerSupervisor:
             self.proc.wait()
 
 
+def _seed(settings: Settings) -> None:
+    """Deploy the shipped packages of OGCFLOW_DEFAULT_PACKAGES that were never deployed by default."""
+    if not settings.default_packages:
+        return
+    from ogcflow.jobs.service import Runtime
+
+    rt = Runtime.from_settings(settings)
+    try:
+        for process_id in rt.registry.seed(settings.default_packages):
+            console.print(f"deployed the shipped package '{process_id}'")
+    finally:
+        rt.store.dispose()
+
+
 @app.command(epilog=_settings_help())
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -101,6 +115,7 @@ def serve(
     from ogcflow.jobs.store import migrate
 
     migrate(settings.db_url)
+    _seed(settings)
     import uvicorn
 
     supervisor = None
@@ -150,6 +165,7 @@ def db_upgrade() -> None:
 
     started = time.monotonic()
     migrate(settings.db_url)
+    _seed(settings)
     console.print(f"store at newest revision ({time.monotonic() - started:.2f} s)")
 
 

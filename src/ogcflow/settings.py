@@ -85,6 +85,29 @@ class Settings(BaseSettings):
         description="Container images of CWL tools run as local commands: image name -> the words that "
                     "replace the tool's baseCommand (JSON in the environment).",
     )
+    default_packages: list[str] = Field(
+        default_factory=lambda: ["water-bodies"],
+        description="Shipped application packages deployed at first start (an undeploy is not undone).",
+    )
+    cwl_step_images: bool = Field(
+        True, description="Map the container images of the water-bodies steps (crop, norm_diff, otsu, stac) to "
+                          "ogcflow's own implementations when no container runtime is used.",
+    )
+    eo_local_roots: list[Path] = Field(
+        default_factory=list,
+        description="Local directories whose STAC items and assets EO steps may read (other local paths are "
+                    "refused; URLs follow the network policy).",
+    )
+    pc_sas_url: str = Field(
+        "https://planetarycomputer.microsoft.com/api/sas/v1",
+        description="Planetary Computer SAS API that signs asset reads (<url>/token/<collection>).",
+    )
+    pc_signed_hosts: list[str] = Field(
+        default_factory=lambda: ["*.blob.core.windows.net"],
+        description="Hosts (glob patterns, host or host:port) whose asset hrefs are signed with a Planetary "
+                    "Computer token.",
+    )
+    storage_platform: str = Field("ogcflow", description="storage:platform of assets written to S3 results.")
     admin_token: str | None = Field(
         None, description="Bearer token that may deploy, replace and undeploy processes (unset: nobody may)."
     )

@@ -74,3 +74,12 @@ processes = Table(
     Column("created", DateTime, nullable=False),
     Column("updated", DateTime, nullable=False),
 )
+
+#: shipped application packages once deployed by default (an operator's undeploy is not undone at restart)
+seeded_packages = Table(
+    "seeded_packages",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("seeded", DateTime, nullable=False),
+)

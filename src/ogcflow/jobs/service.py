@@ -24,7 +24,7 @@ from ogcflow.processes.base import JobContext, default_registry
 from ogcflow.processes.catalog import ProcessCatalog
 from ogcflow.processes.inputs import requested_outputs, resolve_inputs
 from ogcflow.settings import Settings
-from ogcflow.storage import LocalStorage, ResultStorage
+from ogcflow.storage import ResultStorage, make_storage
 
 log = logging.getLogger("ogcflow.jobs")
 
@@ -44,7 +44,7 @@ class Runtime:
     def from_settings(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = JobStore(settings.db_url)
-        return cls(settings=settings, store=store, storage=LocalStorage(settings.results_dir),
+        return cls(settings=settings, store=store, storage=make_storage(settings),
                    registry=ProcessCatalog(default_registry(), store, settings))
 
 
@@ -121,7 +121,8 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> 
         rt.store.progress(job.id, percent, message)
 
     with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
-        ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled)
+        ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
+                         storage=rt.storage)
         status, manifest, error, message = execute_process(rt, job, ctx)
         log_key = None
         if ctx.log_path is not None and ctx.log_path.is_file():

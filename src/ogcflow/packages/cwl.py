@@ -222,9 +222,21 @@ def _input(param: Any) -> tuple[str, models.InputDescription]:
     return name, desc
 
 
+#: a Directory output: a STAC catalog in it becomes a FeatureCollection of its items, anything else a zip file
+DIRECTORY_OUTPUT = {"oneOf": [
+    {"type": "object", "contentMediaType": "application/geo+json",
+     "description": "when the directory holds a STAC catalog: its items (a FeatureCollection), their assets "
+                    "staged out to the results storage"},
+    {"type": "string", "contentEncoding": "binary", "contentMediaType": "application/zip",
+     "description": "any other directory: a zip file of its content"},
+]}
+
+
 def _output(param: Any) -> tuple[str, models.OutputDescription]:
     name = _short(param.id)
     schema, _ = _type_schema(param.type_, f"output '{name}'")
+    if isinstance(param.type_, str) and _short(param.type_) == "Directory":
+        schema = dict(DIRECTORY_OUTPUT)
     fmt = _format(getattr(param, "format", None))
     if fmt and schema.get("format") == "uri":
         schema["contentMediaType"] = fmt

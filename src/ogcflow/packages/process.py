@@ -12,12 +12,37 @@ from urllib.parse import urlsplit
 import yaml
 
 from ogcflow import models
+from ogcflow.eo.packages import STEP_IMAGES
+from ogcflow.eo.stageout import is_stac_catalog, stage_out_catalog
 from ogcflow.errors import InputFetchError
 from ogcflow.netpolicy import fetch
 from ogcflow.packages.containers import map_images
 from ogcflow.packages.runner import run_package
 from ogcflow.processes.base import JobContext, OutputValue, Process
 from ogcflow.settings import Settings
+
+#: settings handed to the steps (only what EO steps need: no store URL, no tokens)
+STEP_SETTINGS = ("data_dir", "allow_private_urls", "allowed_hosts", "fetch_timeout", "fetch_max_bytes",
+                 "eo_local_roots", "pc_sas_url", "pc_signed_hosts")
+#: variables of the server's environment that steps see too (GDAL/PROJ tuning, proxies, CA bundles)
+STEP_ENV_PREFIXES = ("GDAL_", "CPL_", "PROJ_", "VSI_", "CURL_CA_BUNDLE", "SSL_CERT_", "REQUESTS_CA_BUNDLE",
+                     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+def step_environment(settings: Settings) -> dict[str, str]:
+    """The environment of CWL steps besides the package's EnvVarRequirement."""
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k.startswith(STEP_ENV_PREFIXES)}
+    for name in STEP_SETTINGS:
+        value = getattr(settings, name)
+        if name == "data_dir":
+            value = str(Path(value).resolve())
+        elif isinstance(value, list):
+            value = json.dumps([str(v) for v in value])
+        env[f"OGCFLOW_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 class CWLProcess(Process):
@@ -45,7 +70,9 @@ class CWLProcess(Process):
         package = ctx.workdir / "package.cwl"
         runtime = self.settings.cwl_container_runtime
         if runtime == "none" and "DockerRequirement" in self.package:
-            document = map_images(yaml.safe_load(self.package), self.settings.cwl_image_map)
+            images = {**STEP_IMAGES, **self.settings.cwl_image_map} if self.settings.cwl_step_images \
+                else self.settings.cwl_image_map
+            document = map_images(yaml.safe_load(self.package), images)
             package.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
         else:
             package.write_text(self.package, encoding="utf-8")
@@ -63,15 +90,22 @@ class CWLProcess(Process):
                 order[name] = self._stage(value, kind, ctx.workdir / "inputs" / name)
         ctx.progress(5, "running the CWL package")
         ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
-        run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime)
+        run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime,
+                          env=step_environment(self.settings))
         outputs: dict[str, Any] = {}
         for name in self.description.outputs:
             if name in run.outputs:
-                outputs[name] = self._output(name, run.outputs[name], ctx.workdir)
+                outputs[name] = self._output(name, run.outputs[name], ctx)
         return outputs
 
     @staticmethod
-    def _output(name: str, value: Any, workdir: Path) -> Any:
+    def _output(name: str, value: Any, ctx: JobContext) -> Any:
+        workdir = ctx.workdir
+        if isinstance(value, dict) and value.get("class") == "Directory" and value.get("path") \
+                and ctx.storage is not None and is_stac_catalog(Path(value["path"])):
+            ctx.progress(95, "staging the STAC catalog out")
+            return OutputValue(value=stage_out_catalog(Path(value["path"]), ctx.job_id, ctx.storage),
+                               media_type="application/geo+json")
         if isinstance(value, dict) and value.get("class") == "File" and value.get("path"):
             path = Path(value["path"])
             media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

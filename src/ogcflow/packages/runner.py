@@ -9,6 +9,9 @@ parallel within the cores and memory ResourceRequirement asks for. The cwltool l
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +31,23 @@ class CWLRun:
     log_path: Path
 
 
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
+
+
 def _failure_summary(log_path: Path) -> str:
-    """The most telling lines of a failed run's log."""
+    """Why a run failed, in a few lines of its log: the steps' own ``ERROR <step>: ...`` messages when there
+    are some; otherwise which steps exited with which status, and the error lines they printed."""
     try:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    telling = [ln.strip() for ln in lines if any(k in ln for k in ("permanentFail", "ERROR", "Error", "error:",
-                                                                   "exited with", "not found"))]
-    return "; ".join(dict.fromkeys(telling))[-1500:]
+    steps = [ln.strip()[len("ERROR "):] for ln in lines if ln.startswith("ERROR ")]
+    if steps:
+        return "; ".join(dict.fromkeys(steps))[-1500:]
+    telling = [_STAMP.sub("", ln).strip() for ln in lines
+               if any(k in ln for k in ("exited with status", "error:", "Error:", "not found", "Traceback"))
+               or (ln and not _STAMP.match(ln) and ln.split(":", 1)[0].endswith(("Error", "Exception")))]
+    return "; ".join(list(dict.fromkeys(telling))[:8])[-1500:]
 
 
 _WARM_UP = """cwlVersion: {version}
@@ -93,9 +104,12 @@ def container_options(runtime: str) -> dict[str, Any]:
 
 
 def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: Path,
-                parallel: bool = True, container_runtime: str = "none") -> CWLRun:
+                parallel: bool = True, container_runtime: str = "none", env: dict[str, str] | None = None) -> CWLRun:
     """Run workflow/tool ``entry`` of the CWL file ``package`` on ``job_order``; CWL outputs as cwltool
-    returns them (Files and Directories with local ``path``s under ``workdir/outputs``)."""
+    returns them (Files and Directories with local ``path``s under ``workdir/outputs``).
+
+    ``env`` is added to the steps' environment (cwltool otherwise gives them only HOME, TMPDIR and the
+    package's EnvVarRequirement). The steps' standard error goes to the run's log."""
     from cwltool.context import LoadingContext, RuntimeContext
     from cwltool.executors import MultithreadedJobExecutor, SingleJobExecutor
     from cwltool.factory import Factory, WorkflowStatus
@@ -107,6 +121,9 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     cwl_logger = logging.getLogger("cwltool")
+    consoles = [h for h in cwl_logger.handlers if type(h) is logging.StreamHandler]
+    for console in consoles:  # cwltool's own handler writes to standard error, which is the log file below
+        cwl_logger.removeHandler(console)
     cwl_logger.addHandler(handler)
     old_level, old_propagate = cwl_logger.level, cwl_logger.propagate
     cwl_logger.setLevel(logging.INFO)
@@ -118,6 +135,13 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
         "move_outputs": "move",
         **container_options(container_runtime),
     })
+    saved_env = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    runtime.preserve_environment = sorted(env or {})
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    saved_stderr = os.dup(2)
+    sys.stderr.flush()
+    os.dup2(log_fd, 2)  # steps inherit standard error: their messages land in the run's log
     loading = LoadingContext({"strict": False, "do_validate": True,
                               "podman": runtime.podman, "singularity": runtime.singularity})
     executor = MultithreadedJobExecutor() if parallel else SingleJobExecutor()
@@ -131,7 +155,18 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     except Exception as exc:  # loading or runtime errors of cwltool: its message is the point
         raise CWLRunFailed(f"cwltool could not run the package: {exc}") from None
     finally:
+        sys.stderr.flush()
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(log_fd)
+        for key, old in saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
         cwl_logger.removeHandler(handler)
+        for console in consoles:
+            cwl_logger.addHandler(console)
         cwl_logger.setLevel(old_level)
         cwl_logger.propagate = old_propagate
         handler.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from ogcflow import models
 from ogcflow.errors import NoSuchProcess
+from ogcflow.storage import ResultStorage
 
 
 @dataclass(slots=True)
@@ -36,6 +37,8 @@ class JobContext:
     cancel_event: threading.Event | None = None
     #: the job's log file, kept with its results whatever the outcome (GET /jobs/{id}/logs)
     log_path: Path | None = None
+    #: the results storage, for processes that write files of their own there (e.g. a STAC catalog's assets)
+    storage: ResultStorage | None = None
 
     @property
     def cancelled(self) -> threading.Event:

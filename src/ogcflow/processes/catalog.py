@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from ogcflow import models
 from ogcflow.errors import NoSuchProcess
-from ogcflow.jobs.schema import processes
+from ogcflow.jobs.schema import processes, seeded_packages
 from ogcflow.jobs.store import JobStore, _naive, utcnow
 from ogcflow.processes.base import Process, ProcessRegistry
 from ogcflow.settings import Settings
@@ -129,3 +129,29 @@ class ProcessCatalog:
                                                         processes.c.id == process_id)).rowcount
         self._cache.pop((namespace, process_id), None)
         return done == 1
+
+    def seed(self, names: list[str], namespace: str = "default") -> list[str]:
+        """Deploy the shipped packages ``names`` that were never deployed by default here before (so an
+        operator's undeploy stays); return the ids deployed now."""
+        from sqlalchemy.exc import IntegrityError
+
+        from ogcflow.eo.packages import shipped_package
+        from ogcflow.packages.cwl import parse_package
+
+        with self.store.engine.connect() as conn:
+            done = set(conn.execute(select(seeded_packages.c.name)
+                                    .where(seeded_packages.c.namespace == namespace)).scalars())
+        deployed = []
+        for name in names:
+            if name in done:
+                continue
+            pkg = parse_package(shipped_package(name))
+            if self.deploy(pkg.description, pkg.text, "application/cwl+yaml", pkg.entry, pkg.inputs_kind, namespace):
+                deployed.append(pkg.entry)
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.execute(insert(seeded_packages).values(namespace=namespace, name=name,
+                                                                seeded=_naive(utcnow())))
+            except IntegrityError:
+                pass  # another process seeded it at the same moment
+        return deployed

@@ -1,28 +1,45 @@
-"""Results on local disk: ``<root>/<job_id>/<name>``."""
+"""Results on local disk: ``<root>/<job_id>/<name>`` (``name`` may have sub-directories)."""
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+CHUNK = 1024 * 1024
 
 
 class ResultStorage(Protocol):
-    def put_bytes(self, job_id: str, name: str, data: bytes) -> str: ...
-    def put_file(self, job_id: str, name: str, source: Path) -> str: ...
+    """Where the files of jobs are kept. Keys are ``<job_id>/<name>``; ``name`` may contain ``/``."""
+
+    def put_bytes(self, job_id: str, name: str, data: bytes, media_type: str | None = None) -> str: ...
+    def put_file(self, job_id: str, name: str, source: Path, media_type: str | None = None) -> str: ...
     def read(self, key: str) -> bytes: ...
+    def iter_bytes(self, key: str) -> Iterator[bytes]: ...
+    def exists(self, key: str) -> bool: ...
     def local_path(self, key: str) -> Path | None: ...
     def size(self, key: str) -> int: ...
+    def url(self, key: str) -> str: ...
+    def list_job(self, job_id: str) -> list[str]: ...
     def delete_job(self, job_id: str) -> None: ...
+    def asset_fields(self) -> dict[str, Any]: ...
 
 
-def _check(part: str) -> str:
+def check_part(part: str) -> str:
     if not _NAME.match(part):
         raise ValueError(f"not a valid storage name: {part!r}")
     return part
+
+
+def make_key(job_id: str, name: str) -> str:
+    """``<job_id>/<name>`` with every part checked (letters, digits, '.', '_', '-'; no '..')."""
+    parts = [check_part(job_id), *(check_part(p) for p in name.split("/"))]
+    if any(p in (".", "..") or set(p) == {"."} for p in parts):
+        raise ValueError(f"not a valid storage name: {name!r}")
+    return "/".join(parts)
 
 
 class LocalStorage:
@@ -34,10 +51,10 @@ class LocalStorage:
 
     def _path(self, key: str) -> Path:
         job_id, _, name = key.partition("/")
-        return self.root / _check(job_id) / _check(name)
+        return self.root / make_key(job_id, name)
 
-    def put_bytes(self, job_id: str, name: str, data: bytes) -> str:
-        key = f"{_check(job_id)}/{_check(name)}"
+    def put_bytes(self, job_id: str, name: str, data: bytes, media_type: str | None = None) -> str:
+        key = make_key(job_id, name)
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".part")
@@ -45,8 +62,8 @@ class LocalStorage:
         tmp.replace(path)
         return key
 
-    def put_file(self, job_id: str, name: str, source: Path) -> str:
-        key = f"{_check(job_id)}/{_check(name)}"
+    def put_file(self, job_id: str, name: str, source: Path, media_type: str | None = None) -> str:
+        key = make_key(job_id, name)
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, path)
@@ -55,11 +72,35 @@ class LocalStorage:
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        with self._path(key).open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self._path(key).is_file()
+        except ValueError:
+            return False
+
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
 
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def list_job(self, job_id: str) -> list[str]:
+        top = self.root / check_part(job_id)
+        if not top.is_dir():
+            return []
+        return sorted(f"{job_id}/{p.relative_to(top).as_posix()}" for p in top.rglob("*")
+                      if p.is_file() and not p.name.endswith(".part"))
+
     def delete_job(self, job_id: str) -> None:
-        shutil.rmtree(self.root / _check(job_id), ignore_errors=True)
+        shutil.rmtree(self.root / check_part(job_id), ignore_errors=True)
+
+    def asset_fields(self) -> dict[str, Any]:
+        return {}

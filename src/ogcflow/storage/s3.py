@@ -1,0 +1,120 @@
+"""Results in S3-compatible object storage: ``s3://<bucket>[/<prefix>]/<job_id>/<name>``.
+
+Credentials, endpoint and region come from the standard variables (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``...), as boto-based tools read
+them. Path-style addressing works with any S3 server (MinIO, SeaweedFS, Ceph, AWS). The bucket is created
+when it does not exist. The connection is made per process (worker children are forked).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ogcflow.storage.local import CHUNK, check_part, make_key
+
+
+def endpoint_url() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def region() -> str:
+    return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+
+
+class S3Storage:
+    """Results in a bucket (and an optional prefix)."""
+
+    def __init__(self, url: str, platform: str = "ogcflow") -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"not an S3 URL: {url!r} (s3://bucket[/prefix])")
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.platform = platform
+        self._fs: Any = None
+        self._pid = 0
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None or self._pid != os.getpid():
+            import s3fs
+
+            fs = s3fs.S3FileSystem(endpoint_url=endpoint_url(), client_kwargs={"region_name": region()},
+                                   config_kwargs={"s3": {"addressing_style": "path"}}, skip_instance_cache=True)
+            if not fs.exists(self.bucket):
+                try:
+                    fs.mkdir(self.bucket)
+                except FileExistsError:
+                    pass
+            self._fs, self._pid = fs, os.getpid()
+        return self._fs
+
+    def _path(self, key: str) -> str:
+        job_id, _, name = key.partition("/")
+        key = make_key(job_id, name)
+        return f"{self.bucket}/{self.prefix}/{key}" if self.prefix else f"{self.bucket}/{key}"
+
+    def put_bytes(self, job_id: str, name: str, data: bytes, media_type: str | None = None) -> str:
+        key = make_key(job_id, name)
+        self.fs.pipe_file(self._path(key), data, **({"ContentType": media_type} if media_type else {}))
+        return key
+
+    def put_file(self, job_id: str, name: str, source: Path, media_type: str | None = None) -> str:
+        key = make_key(job_id, name)
+        self.fs.put_file(str(source), self._path(key), **({"ContentType": media_type} if media_type else {}))
+        return key
+
+    def read(self, key: str) -> bytes:
+        return self.fs.cat_file(self._path(key))
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        with self.fs.open(self._path(key), "rb", block_size=CHUNK) as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+
+    def exists(self, key: str) -> bool:
+        try:
+            return bool(self.fs.isfile(self._path(key)))
+        except ValueError:
+            return False
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def size(self, key: str) -> int:
+        return int(self.fs.size(self._path(key)))
+
+    def url(self, key: str) -> str:
+        return f"s3://{self._path(key)}"
+
+    def _job_dir(self, job_id: str) -> str:
+        return self._path(f"{check_part(job_id)}/x").rsplit("/", 1)[0]
+
+    def list_job(self, job_id: str) -> list[str]:
+        top = self._job_dir(job_id)
+        try:
+            found = self.fs.find(top)
+        except FileNotFoundError:
+            return []
+        return sorted(f"{job_id}/{p[len(top) + 1:]}" for p in found)
+
+    def delete_job(self, job_id: str) -> None:
+        top = self._job_dir(job_id)
+        try:
+            self.fs.rm(top, recursive=True)
+        except FileNotFoundError:
+            pass
+        self.fs.invalidate_cache(top)
+
+    def asset_fields(self) -> dict[str, Any]:
+        """The STAC storage extension's fields for assets kept here."""
+        fields: dict[str, Any] = {"storage:platform": self.platform, "storage:region": region(),
+                                  "storage:requester_pays": False, "storage:tier": "Standard"}
+        endpoint = endpoint_url()
+        if endpoint:
+            fields["storage:endpoint"] = endpoint
+        return fields
