@@ -96,11 +96,12 @@ class S3Storage:
 
     def list_job(self, job_id: str) -> list[str]:
         top = self._job_dir(job_id)
+        self.fs.invalidate_cache(top)  # listings are cached per process; other processes write here
         try:
             found = self.fs.find(top)
         except FileNotFoundError:
             return []
-        return sorted(f"{job_id}/{p[len(top) + 1:]}" for p in found)
+        return sorted(f"{job_id}/{p[len(top) + 1:]}" for p in found if len(p) > len(top) + 1)
 
     def delete_job(self, job_id: str) -> None:
         top = self._job_dir(job_id)
