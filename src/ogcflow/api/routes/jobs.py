@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 
 from ogcflow import models
 from ogcflow.api.deps import Ctx, get_ctx
@@ -27,6 +29,7 @@ from ogcflow.jobs.results import raw_body, results_document
 from ogcflow.jobs.service import status_info
 from ogcflow.jobs.store import Job, JobFilter
 from ogcflow.models import StatusCode
+from ogcflow.storage import make_key
 
 router = APIRouter(tags=["Jobs"])
 log = logging.getLogger("ogcflow.api")
@@ -134,8 +137,55 @@ def list_jobs(
 async def get_status(request: Request, jobId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     job = await get_job(ctx, jobId)
+    files = None
+    if wants_html(request) and job.status == StatusCode.successful.value:
+        files = await asyncio.to_thread(_files, ctx, job)
     return respond(request, status_info(job, ctx.base_url, ctx.engine.run_url(job)).dump(), "job.html",
-                   base=ctx.base_url, title=f"Job {job.id}", job=job)
+                   base=ctx.base_url, title=f"Job {job.id}", job=job, files=files)
+
+
+def _files(ctx: Ctx, job: Job) -> list[dict[str, object]]:
+    base = f"{ctx.base_url}/jobs/{job.id}/files/"
+    storage = ctx.rt.storage
+    return [{"name": key.split("/", 1)[1], "href": base + key.split("/", 1)[1], "url": storage.url(key)}
+            for key in storage.list_job(job.id)]
+
+
+@router.get("/jobs/{jobId}/files", summary="The files a job wrote to results storage",
+            operation_id="getJobFiles")
+async def list_files(request: Request, jobId: Annotated[str, Path()],
+                     ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    """Every file of a successful job (STAC catalogs, their assets, outputs by reference, the log), each with
+    a link to download it through the API and its URL in the results storage (``s3://`` or ``file://``)."""
+    job = await _finished(ctx, jobId)
+    if job.status == StatusCode.failed.value:
+        raise failure(job)
+    files = await asyncio.to_thread(_files, ctx, job)
+    return respond(request, {"files": files}, "files.html", base=ctx.base_url, title=f"Files of {job.id}",
+                   job=job)
+
+
+@router.get("/jobs/{jobId}/files/{name:path}", summary="One file a job wrote to results storage",
+            operation_id="getJobFile")
+async def get_file(jobId: Annotated[str, Path()], name: Annotated[str, Path()],
+                   ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+    job = await _finished(ctx, jobId)
+    if job.status == StatusCode.failed.value:
+        raise failure(job)
+    storage = ctx.rt.storage
+    try:
+        key = make_key(job.id, name)
+    except ValueError:
+        raise NotFound(f"Job '{jobId}' has no file '{name}'") from None
+    if not await asyncio.to_thread(storage.exists, key):
+        raise NotFound(f"Job '{jobId}' has no file '{name}'")
+    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if name.endswith(".json"):
+        media = "application/json"
+    path = storage.local_path(key)
+    if path is not None:
+        return FileResponse(path, media_type=media)
+    return StreamingResponse(iterate_in_threadpool(storage.iter_bytes(key)), media_type=media)
 
 
 @router.delete("/jobs/{jobId}", summary="Dismiss a job", operation_id="dismiss",
