@@ -157,6 +157,33 @@ def worker(
                  parent_pid=parent_pid).run()
 
 
+@app.command("demo-data")
+def demo_data(
+    directory: Annotated[Path, typer.Argument(help="Where to write the scenes, items and ground truth.")],
+    seed: Annotated[int, typer.Option(help="Random seed of the noise.")] = 20231007,
+) -> None:
+    """Write synthetic Landsat C2 L2 scenes with known water (STAC items, COGs, ground truth)."""
+    from ogcflow.eo.demo import generate
+
+    index = generate(directory, seed=seed)
+    for key, item in index["items"].items():
+        console.print(f"{key}: {directory / item['path']}")
+    console.print(f"AOI {index['aoi']} ({index['epsg']}); ground truth in {directory / 'truth'}")
+
+
+@app.command(epilog=_settings_help())
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the server.")] = 5000,
+    data_dir: Annotated[Path, typer.Option(help="Data directory (OGCFLOW_DATA_DIR).")] = Path(".ogcflow"),
+    workers: Annotated[int, typer.Option(help="Job slots of the local engine.")] = 2,
+    stay: Annotated[bool, typer.Option(help="Keep serving after the demo job.")] = True,
+) -> None:
+    """The server with its embedded defaults and a water-bodies job on synthetic Landsat scenes."""
+    from ogcflow.demo import run
+
+    raise typer.Exit(run(port, data_dir, workers, stay))
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the store's tables (Alembic)."""

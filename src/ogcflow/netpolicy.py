@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from ogcflow.errors import InputFetchError
-from ogcflow.settings import Settings
+
+
+class Policy(Protocol):
+    """The settings the policy reads (:class:`ogcflow.settings.Settings` and the steps' configuration)."""
+
+    allow_private_urls: bool
+    allowed_hosts: list[str]
+    fetch_timeout: float
+    fetch_max_bytes: int
 
 
 class URLRefused(InputFetchError):
     """The URL may not be fetched under the server's network policy."""
 
 
-def check_url(url: str, settings: Settings) -> None:
+def check_url(url: str, settings: Policy) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise URLRefused(f"{url}: only http(s) URLs with a host are allowed")
@@ -41,7 +50,7 @@ def check_url(url: str, settings: Settings) -> None:
             )
 
 
-def fetch(url: str, settings: Settings) -> tuple[bytes, str | None]:
+def fetch(url: str, settings: Policy) -> tuple[bytes, str | None]:
     """GET ``url`` under the policy: returns the body and its media type."""
     check_url(url, settings)
     limit = settings.fetch_max_bytes

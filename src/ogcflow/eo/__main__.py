@@ -56,19 +56,19 @@ _VALUED = ("--input-item", "--aoi", "--epsg", "--band", "--water-body")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
     from ogcflow.eo import steps
-    from ogcflow.settings import Settings
+    from ogcflow.eo.config import StepConfig
 
     here = Path.cwd()
     step = "norm_diff" if args.step == "norm-diff" else args.step
     try:
         if step == "crop":
-            out = steps.crop(args.input_item, args.aoi, args.epsg, args.band, here, Settings())
+            out = steps.crop(args.input_item, args.aoi, args.epsg, args.band, here, StepConfig.current())
         elif step == "norm_diff":
             out = steps.norm_diff(args.rasters[0], args.rasters[1], here)
         elif step == "otsu":
             out = steps.otsu(args.raster, here)
         else:
-            out = steps.stac(args.input_item, args.water_body, here, Settings())
+            out = steps.stac(args.input_item, args.water_body, here, StepConfig.current())
     except ProcessError as exc:
         print(f"ERROR {step}: {exc}", file=sys.stderr)
         return 1

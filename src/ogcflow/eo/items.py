@@ -12,16 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ogcflow.errors import ProcessError
+from ogcflow.eo.config import StepConfig
+from ogcflow.errors import StepError
 from ogcflow.netpolicy import check_url, fetch
-from ogcflow.settings import Settings
 
 
-class StepError(ProcessError):
-    """A water-bodies step cannot go on; the message says why in the user's terms."""
-
-
-def _local(ref: str, settings: Settings) -> Path | None:
+def _local(ref: str, settings: StepConfig) -> Path | None:
     """The local path of ``ref`` if it is one (``file://`` or a plain path), checked against the roots."""
     parts = urlsplit(ref)
     if parts.scheme in ("http", "https"):
@@ -35,7 +31,7 @@ def _local(ref: str, settings: Settings) -> Path | None:
     return path
 
 
-def read_item(ref: str, settings: Settings) -> Any:
+def read_item(ref: str, settings: StepConfig) -> Any:
     """The STAC item at ``ref`` (a URL, a local item file, or a staged directory: its catalog's first item)."""
     import pystac
 
@@ -91,7 +87,7 @@ def find_asset(item: Any, band: str) -> tuple[str, Any]:
                     f"(bands by common name: {', '.join(known) or 'none'})")
 
 
-def open_href(href: str, item: Any, settings: Settings) -> str:
+def open_href(href: str, item: Any, settings: StepConfig) -> str:
     """What rasterio should open for an asset href: policed, and signed for Planetary Computer storage."""
     path = _local(href, settings)
     if path is not None:

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ogcflow.eo.config import StepConfig
 from ogcflow.errors import ProcessError
-from ogcflow.settings import Settings
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 MARGIN = 60.0  # seconds before expiry when a cached token is no longer used
@@ -30,7 +30,7 @@ class SigningFailed(ProcessError):
 
 
 class Signer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StepConfig) -> None:
         self.url = settings.pc_sas_url.rstrip("/")
         self.hosts = settings.pc_signed_hosts
         self.cache = Path(settings.data_dir).resolve() / "cache" / "pc-tokens"

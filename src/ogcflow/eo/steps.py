@@ -14,10 +14,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ogcflow.eo.items import StepError, find_asset, open_href, read_item
-from ogcflow.settings import Settings
+from ogcflow.errors import StepError
+
+if TYPE_CHECKING:
+    from ogcflow.eo.config import StepConfig
 
 COG = {"driver": "COG", "compress": "lzw", "blocksize": 512}
 
@@ -38,7 +40,7 @@ def _profile(src_profile: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {**keep, "count": 1, **COG, **changes}
 
 
-def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings: Settings) -> Path:
+def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings: StepConfig) -> Path:
     """Write ``crop_<band>.tif``: the band of the item inside the AOI box (pixels of the source grid whose
     centre is outside the box, or outside the scene, are nodata)."""
     import rasterio
@@ -46,6 +48,8 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     from pyproj.exceptions import CRSError
     from rasterio.mask import mask
     from shapely.geometry import box, mapping
+
+    from ogcflow.eo.items import find_asset, open_href, read_item
 
     minx, miny, maxx, maxy = parse_aoi(aoi)
     item = read_item(item_ref, settings)
@@ -118,13 +122,15 @@ def otsu(raster: Path, out_dir: Path) -> Path:
     return out
 
 
-def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, settings: Settings) -> Path:
+def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, settings: StepConfig) -> Path:
     """Write a self-contained STAC catalog (``catalog.json``, ``<item>/<item>.json``, ``<item>/otsu.tif``)
     pairing the i-th item with the i-th mask."""
     import shutil
 
     import pystac
     from rio_stac import create_stac_item
+
+    from ogcflow.eo.items import read_item
 
     if len(item_refs) != len(rasters):
         raise StepError(f"{len(item_refs)} items but {len(rasters)} water masks: they pair by position")

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from ogcflow import models
+from ogcflow.eo.config import ENV as STEP_CONFIG_ENV
+from ogcflow.eo.config import StepConfig
 from ogcflow.eo.packages import STEP_IMAGES
 from ogcflow.eo.stageout import is_stac_catalog, stage_out_catalog
 from ogcflow.errors import InputFetchError
@@ -21,9 +23,6 @@ from ogcflow.packages.runner import run_package
 from ogcflow.processes.base import JobContext, OutputValue, Process
 from ogcflow.settings import Settings
 
-#: settings handed to the steps (only what EO steps need: no store URL, no tokens)
-STEP_SETTINGS = ("data_dir", "allow_private_urls", "allowed_hosts", "fetch_timeout", "fetch_max_bytes",
-                 "eo_local_roots", "pc_sas_url", "pc_signed_hosts")
 #: variables of the server's environment that steps see too (GDAL/PROJ tuning, proxies, CA bundles)
 STEP_ENV_PREFIXES = ("GDAL_", "CPL_", "PROJ_", "VSI_", "CURL_CA_BUNDLE", "SSL_CERT_", "REQUESTS_CA_BUNDLE",
                      "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
@@ -31,17 +30,10 @@ STEP_ENV_PREFIXES = ("GDAL_", "CPL_", "PROJ_", "VSI_", "CURL_CA_BUNDLE", "SSL_CE
 
 def step_environment(settings: Settings) -> dict[str, str]:
     """The environment of CWL steps besides the package's EnvVarRequirement."""
-    import json
     import os
 
     env = {k: v for k, v in os.environ.items() if k.startswith(STEP_ENV_PREFIXES)}
-    for name in STEP_SETTINGS:
-        value = getattr(settings, name)
-        if name == "data_dir":
-            value = str(Path(value).resolve())
-        elif isinstance(value, list):
-            value = json.dumps([str(v) for v in value])
-        env[f"OGCFLOW_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env[STEP_CONFIG_ENV] = StepConfig.from_settings(settings).to_env()
     return env
 
 

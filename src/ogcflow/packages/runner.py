@@ -66,11 +66,17 @@ def warm_up() -> None:
 
     from cwltool.factory import Factory
 
-    with tempfile.TemporaryDirectory(prefix="ogcflow-warm-") as tmp:
-        for version in ("v1.0", "v1.1", "v1.2"):
-            path = Path(tmp) / f"warm-{version}.cwl"
-            path.write_text(_WARM_UP.format(version=version), encoding="utf-8")
-            Factory().make(str(path))
+    cwl_logger = logging.getLogger("cwltool")
+    level = cwl_logger.level
+    cwl_logger.setLevel(logging.WARNING)  # not the "Resolved ..." lines of the warm-up documents
+    try:
+        with tempfile.TemporaryDirectory(prefix="ogcflow-warm-") as tmp:
+            for version in ("v1.0", "v1.1", "v1.2"):
+                path = Path(tmp) / f"warm-{version}.cwl"
+                path.write_text(_WARM_UP.format(version=version), encoding="utf-8")
+                Factory().make(str(path))
+    finally:
+        cwl_logger.setLevel(level)
 
 
 def _with_paths(value: Any) -> Any:
