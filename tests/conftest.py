@@ -145,3 +145,40 @@ def recorder() -> Iterator[Recorder]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The synthetic Landsat scenes (items A, B, C, D, S), served over HTTP with byte ranges."""
+    from ogcflow.eo.dataserver import DataServer
+    from ogcflow.eo.demo import generate
+    from tests.eo_support import Scenes
+
+    root = tmp_path_factory.mktemp("scenes")
+    index = generate(root)
+    server = DataServer(root).start()
+    yield Scenes(root=root, index=index, url=server.url)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real S3 server: the one scripts/test.sh started (AWS_ENDPOINT_URL), or a SeaweedFS of our own."""
+    from tests.eo_support import start_s3, stop_s3
+
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        yield {}
+        return
+    directory = tmp_path_factory.mktemp("s3")
+    values = start_s3(directory)
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)  # servers started later, rasterio and s3fs in this process all see it
+    try:
+        yield values
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        stop_s3(directory)

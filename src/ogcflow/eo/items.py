@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ogcflow.eo.config import StepConfig
-from ogcflow.errors import StepError
+from ogcflow.errors import InputFetchError, StepError
 from ogcflow.netpolicy import check_url, fetch
 
 
@@ -49,6 +49,8 @@ def read_item(ref: str, settings: StepConfig) -> Any:
         else:
             body, _media = fetch(ref, settings)
             data, href = json.loads(body), ref
+    except InputFetchError as exc:
+        raise StepError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise StepError(f"{ref}: not a readable STAC item ({exc})") from None
     if not isinstance(data, dict) or data.get("type") != "Feature":
@@ -92,7 +94,10 @@ def open_href(href: str, item: Any, settings: StepConfig) -> str:
     path = _local(href, settings)
     if path is not None:
         return str(path)
-    check_url(href, settings)
+    try:
+        check_url(href, settings)
+    except InputFetchError as exc:
+        raise StepError(str(exc)) from None
     from ogcflow.eo.signing import Signer
 
     return Signer(settings).sign(href, item.collection_id or "")

@@ -1,0 +1,219 @@
+"""The water-bodies steps, the synthetic scenes, Planetary Computer signing and the STAC stage-out."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from ogcflow.eo import steps
+from ogcflow.eo.config import StepConfig
+from ogcflow.eo.demo import generate
+from ogcflow.eo.stageout import stage_out_catalog
+from ogcflow.errors import StepError
+from ogcflow.storage import LocalStorage
+from tests.eo_support import PlanetaryComputer, Scenes, iou
+
+AOI = "-121.43,40.27,-121.33,40.34"
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> StepConfig:
+    return StepConfig(data_dir=tmp_path / "data", allow_private_urls=True)
+
+
+def _mask(scenes: Scenes, key: str, where: Path, cfg: StepConfig, bands: tuple[str, str] = ("green", "nir08"),
+          aoi: str = AOI) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    crops = []
+    for band in bands:
+        band_dir = where / band
+        band_dir.mkdir(exist_ok=True)
+        crops.append(steps.crop(scenes.item_url(key), aoi, "EPSG:4326", band, band_dir, cfg))
+    ndwi = steps.norm_diff(crops[0], crops[1], where)
+    return steps.otsu(ndwi, where)
+
+
+def test_demo_scenes_are_landsat_shaped_and_deterministic(scenes: Scenes, tmp_path: Path) -> None:
+    item = json.loads((scenes.root / scenes.index["items"]["A"]["path"]).read_text())
+    assert item["collection"] == "landsat-c2-l2" and item["properties"]["proj:epsg"] == 32610
+    assert item["assets"]["green"]["eo:bands"][0]["common_name"] == "green"
+    assert item["assets"]["nir08"]["eo:bands"][0]["name"] == "SR_B5"
+    assert "data" not in item["assets"]["qa_pixel"]["roles"]
+    with rasterio.open(scenes.root / item["id"] / "green.tif") as src:
+        assert (src.width, src.height, src.dtypes[0], src.nodata) == (512, 512, "uint16", 0)
+        assert src.crs.to_epsg() == 32610 and src.block_shapes == [(512, 512)]
+        assert src.transform.c == 630015 and src.transform.a == 30
+    again = tmp_path / "again"
+    generate(again)
+    for name in ("green.tif", "nir08.tif"):
+        assert (again / item["id"] / name).read_bytes() == (scenes.root / item["id"] / name).read_bytes()
+
+
+def test_crop_keeps_the_source_grid(scenes: Scenes, tmp_path: Path, cfg: StepConfig) -> None:
+    out = steps.crop(scenes.item_url("A"), AOI, "EPSG:4326", "green", tmp_path, cfg)
+    assert out.name == "crop_green.tif"
+    with rasterio.open(out) as crop, rasterio.open(scenes.root / scenes.item_id("A") / "green.tif") as src:
+        assert crop.profile["compress"] == "lzw" and crop.block_shapes == [(512, 512)]
+        assert (crop.dtypes[0], crop.nodata, crop.crs) == ("uint16", 0, src.crs)
+        col, row = (crop.transform.c - src.transform.c) / 30, (src.transform.f - crop.transform.f) / 30
+        assert col == int(col) and row == int(row)  # whole source pixels, no resampling
+        # the AOI box spans columns 115.8-394.3 and rows 106.1-370.2 of the scene: rounded outwards
+        assert (col, row, crop.width, crop.height) == (115, 106, 280, 265)
+        window = src.read(1, window=((int(row), int(row) + crop.height), (int(col), int(col) + crop.width)))
+        inside = crop.read(1) != 0
+        assert inside.mean() > 0.95 and np.array_equal(crop.read(1)[inside], window[inside])
+
+
+def test_every_mask_matches_the_ground_truth(scenes: Scenes, tmp_path: Path, cfg: StepConfig) -> None:
+    shapes = {}
+    for key in ("A", "B", "C"):
+        mask = _mask(scenes, key, tmp_path / key, cfg)
+        assert iou(mask, scenes.truth(key)) >= 0.95, key
+        with rasterio.open(mask) as src:
+            assert (src.dtypes[0], src.nodata, src.profile["compress"]) == ("uint8", 0, "lzw")
+            assert src.tags().get("AREA_OR_POINT") == "Area"
+            shapes[key] = (src.height, src.width)
+    assert shapes["B"] == shapes["A"]
+    assert shapes["C"][1] < shapes["A"][1] * 0.6  # C covers part of the AOI: its output is clipped to the scene
+
+
+def test_sentinel_like_assets_are_found_by_common_name(scenes: Scenes, tmp_path: Path, cfg: StepConfig) -> None:
+    mask = _mask(scenes, "S", tmp_path, cfg, bands=("green", "nir"))
+    assert iou(mask, scenes.truth("S")) >= 0.95
+    with pytest.raises(StepError, match=r"no data asset for the band 'nir08' \(bands by common name: green, nir\)"):
+        steps.crop(scenes.item_url("S"), AOI, "EPSG:4326", "nir08", tmp_path, cfg)
+
+
+@pytest.mark.parametrize(("key", "aoi", "epsg", "band", "message"), [
+    ("D", AOI, "EPSG:4326", "green", "does not overlap item LC09_L2SP_041032_20231031_02_T1"),
+    ("A", "-121.43,40.27,-121.33", "EPSG:4326", "green", "is not a bounding box"),
+    ("A", "-121.33,40.27,-121.43,40.34", "EPSG:4326", "green", "min < max"),
+    ("A", AOI, "EPSG:99999999", "green", "is not a coordinate reference system"),
+    ("A", AOI, "EPSG:4326", "swir16", "no data asset for the band 'swir16'"),
+    ("A", AOI, "EPSG:4326", "qa_pixel", "no data asset for the band 'qa_pixel'"),
+])
+def test_crop_failures_say_why(scenes: Scenes, tmp_path: Path, cfg: StepConfig, key: str, aoi: str, epsg: str,
+                               band: str, message: str) -> None:
+    with pytest.raises(StepError, match=message):
+        steps.crop(scenes.item_url(key), aoi, epsg, band, tmp_path, cfg)
+
+
+def test_item_references_are_policed(scenes: Scenes, tmp_path: Path) -> None:
+    strict = StepConfig(data_dir=tmp_path)
+    with pytest.raises(StepError, match="private, loopback or reserved"):
+        steps.crop(scenes.item_url("A"), AOI, "EPSG:4326", "green", tmp_path, strict)
+    local = scenes.root / scenes.index["items"]["A"]["path"]
+    for ref in (str(local), local.as_uri()):
+        with pytest.raises(StepError, match="only read under OGCFLOW_EO_LOCAL_ROOTS"):
+            steps.crop(ref, AOI, "EPSG:4326", "green", tmp_path, strict)
+    with pytest.raises(StepError, match="only http"):
+        steps.crop("ftp://example.org/item.json", AOI, "EPSG:4326", "green", tmp_path, strict)
+    rooted = StepConfig(data_dir=tmp_path, eo_local_roots=[scenes.root])
+    assert steps.crop(str(local), AOI, "EPSG:4326", "green", tmp_path, rooted).is_file()
+    with pytest.raises(StepError, match="HTTP 404"):
+        steps.crop(scenes.url + "/missing.json", AOI, "EPSG:4326", "green", tmp_path,
+                   StepConfig(data_dir=tmp_path, allow_private_urls=True))
+
+
+def test_norm_diff_and_otsu_edge_cases(tmp_path: Path) -> None:
+    from rasterio.transform import from_origin
+
+    profile = {"driver": "GTiff", "width": 4, "height": 1, "count": 1, "dtype": "uint16", "nodata": 0,
+               "crs": "EPSG:32610", "transform": from_origin(630015, 4470015, 30, 30)}
+    for name, row in (("g.tif", [0, 0, 300, 100]), ("n.tif", [0, 50, 100, 300])):
+        with rasterio.open(tmp_path / name, "w", **profile) as dst:
+            dst.write(np.array([row], dtype="uint16"), 1)
+    ndwi = steps.norm_diff(tmp_path / "g.tif", tmp_path / "n.tif", tmp_path)
+    with rasterio.open(ndwi) as src:
+        values = src.read(1)[0]
+        assert src.dtypes[0] == "float32" and src.nodata == 0
+    assert np.isnan(values[0]) and values[1] == -1.0 and values[2] == pytest.approx(0.5)
+    assert values[3] == pytest.approx(-0.5)
+    with rasterio.open(tmp_path / "nan.tif", "w", **{**profile, "dtype": "float32"}) as dst:
+        dst.write(np.full((1, 4), np.nan, dtype="float32"), 1)
+    with pytest.raises(StepError, match="no valid pixel"):
+        steps.otsu(tmp_path / "nan.tif", tmp_path)
+
+
+def test_stac_step_writes_a_self_contained_catalog(scenes: Scenes, tmp_path: Path, cfg: StepConfig) -> None:
+    masks = [_mask(scenes, key, tmp_path / key, cfg) for key in ("A", "C")]
+    out = tmp_path / "catalog"
+    out.mkdir()
+    steps.stac([scenes.item_url("A"), scenes.item_url("C")], masks, out, cfg)
+    catalog = json.loads((out / "catalog.json").read_text())
+    assert (catalog["id"], catalog["description"]) == ("catalog", "water-bodies")
+    assert [ln["href"] for ln in catalog["links"] if ln["rel"] == "item"] == [
+        f"./{scenes.item_id(k)}/{scenes.item_id(k)}.json" for k in ("A", "C")]
+    item = json.loads((out / scenes.item_id("A") / f"{scenes.item_id('A')}.json").read_text())
+    asset = item["assets"]["data"]
+    assert asset["href"] == "otsu.tif" and asset["roles"] == ["data", "visual"]
+    assert asset["type"] == "image/tiff; application=geotiff"
+    band = asset["raster:bands"][0]
+    assert (band["data_type"], band["nodata"], band["sampling"]) == ("uint8", 0, "area")
+    assert band["statistics"]["minimum"] == band["statistics"]["maximum"] == 1
+    assert 20 < band["statistics"]["valid_percent"] < 35  # the water fraction of the AOI
+    assert item["properties"]["proj:epsg"] == 32610 and item["properties"]["datetime"] == "2023-10-07T18:45:12Z"
+    with pytest.raises(StepError, match="pair by position"):
+        steps.stac([scenes.item_url("A")], masks, tmp_path, cfg)
+
+
+def test_stage_out_rewrites_hrefs_into_results_storage(scenes: Scenes, tmp_path: Path, cfg: StepConfig) -> None:
+    masks = [_mask(scenes, key, tmp_path / key, cfg) for key in ("B", "A")]
+    out = tmp_path / "catalog"
+    out.mkdir()
+    steps.stac([scenes.item_url("B"), scenes.item_url("A")], masks, out, cfg)
+    storage = LocalStorage(tmp_path / "results")
+    fc = stage_out_catalog(out, "job-1", storage)
+    assert fc["type"] == "FeatureCollection" and fc["id"] == "job-1"
+    assert [f["id"] for f in fc["features"]] == [scenes.item_id("B"), scenes.item_id("A")]  # input order
+    keys = storage.list_job("job-1")
+    item_b = scenes.item_id("B")
+    assert {"job-1/catalog.json", "job-1/job-1/collection.json", f"job-1/job-1/{item_b}/{item_b}.json",
+            f"job-1/job-1/{item_b}/otsu.tif"} <= set(keys)
+    feature = fc["features"][0]
+    assert feature["collection"] == "job-1"
+    assert feature["assets"]["data"]["href"] == storage.url(f"job-1/job-1/{item_b}/otsu.tif")
+    assert "storage:platform" not in feature["assets"]["data"]  # local files are not object storage
+    collection = json.loads(storage.read("job-1/job-1/collection.json"))
+    assert collection["id"] == "job-1" and collection["extent"]["temporal"]["interval"][0] == [
+        "2023-10-07T18:45:12Z", "2023-10-15T18:45:20Z"]
+
+
+def test_planetary_computer_assets_are_signed(scenes: Scenes, tmp_path: Path) -> None:
+    pc = PlanetaryComputer(scenes.root).start()
+    try:
+        item = f"{pc.url}/{scenes.index['items']['A']['path']}"
+        unsigned = StepConfig(data_dir=tmp_path, allow_private_urls=True, pc_signed_hosts=[])
+        with pytest.raises(StepError, match="cannot be read"):
+            steps.crop(item, AOI, "EPSG:4326", "green", tmp_path, unsigned)
+        assert pc.unsigned_reads  # the stand-in refused the unsigned read, as Azure does
+        signed = StepConfig(data_dir=tmp_path, allow_private_urls=True, pc_sas_url=pc.url + "/api/sas/v1",
+                            pc_signed_hosts=[pc.host])
+        for band in ("green", "nir08"):
+            assert steps.crop(item, AOI, "EPSG:4326", band, tmp_path, signed).is_file()
+        assert pc.token_requests == ["landsat-c2-l2"]  # one token for the collection, cached for the next read
+        cache = tmp_path / "cache" / "pc-tokens" / "landsat-c2-l2.json"
+        cached = json.loads(cache.read_text())
+        cache.write_text(json.dumps({**cached, "expires": cached["expires"] - 3600}))  # expired
+        steps.crop(item, AOI, "EPSG:4326", "green", tmp_path, signed)
+        assert pc.token_requests == ["landsat-c2-l2", "landsat-c2-l2"]
+    finally:
+        pc.stop()
+
+
+def test_short_lived_tokens_are_not_reused(scenes: Scenes, tmp_path: Path) -> None:
+    pc = PlanetaryComputer(scenes.root, lifetime=timedelta(seconds=30)).start()
+    try:
+        item = f"{pc.url}/{scenes.index['items']['A']['path']}"
+        signed = StepConfig(data_dir=tmp_path, allow_private_urls=True, pc_sas_url=pc.url + "/api/sas/v1",
+                            pc_signed_hosts=[pc.host])
+        steps.crop(item, AOI, "EPSG:4326", "green", tmp_path, signed)
+        steps.crop(item, AOI, "EPSG:4326", "nir08", tmp_path, signed)
+        assert len(pc.token_requests) == 2  # within a minute of expiry: a fresh token each time
+    finally:
+        pc.stop()
