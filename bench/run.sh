@@ -4,6 +4,7 @@
 #   bench/run.sh part1 [options of bench/bench_part1.py]
 #   bench/run.sh prefect [options of bench/bench_prefect.py]
 #   bench/run.sh cwl [options of bench/bench_cwl.py]
+#   bench/run.sh water_bodies [options of bench/bench_water_bodies.py]   (starts a private S3 server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -19,5 +20,10 @@ if [ "$which" = prefect ]; then
   export OGCFLOW_PREFECT_WORKERS=${OGCFLOW_PREFECT_WORKERS:-2}  # two server processes (with Redis)
   eval "$(scripts/prefect.sh start)"
   export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
+fi
+if [ "$which" = water_bodies ]; then
+  export OGCFLOW_S3_DIR=$(mktemp -d /tmp/ogcflow-s3.XXXXXX)
+  trap 'scripts/s3.sh stop; rm -rf "$OGCFLOW_S3_DIR"' EXIT
+  eval "$(scripts/s3.sh start)"
 fi
 .venv/bin/python "bench/bench_${which}.py" "$@"
