@@ -135,6 +135,7 @@ def test_results_document_holds_a_qualified_value(client: httpx.Client, scenes: 
     ({"stac_items": ["missing"]}, "HTTP 404"),
 ])
 def test_failures_say_why(client: httpx.Client, scenes: Scenes, inputs: dict[str, Any], message: str) -> None:
+    inputs = dict(inputs)  # the parameters are shared by both engines' runs
     items = inputs.pop("stac_items", ["A"])
     urls = [scenes.item_url(k) if k in scenes.index["items"] else f"{scenes.url}/{k}.json" for k in items]
     status = _run(client, {**_inputs(scenes, "A"), **inputs, "stac_items": urls})
