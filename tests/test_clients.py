@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from owslib.ogcapi.processes import Processes
 
 from tests.conftest import wait_for
@@ -29,29 +26,6 @@ def test_owslib_lists_describes_and_executes(server: Server, client: httpx.Clien
     assert wait_for(client, location)["status"] == "successful"
     # OWSLib 0.35 stops at execution; the job's results are read over plain HTTP
     assert client.get(location + "/results").json()["slept"] >= 0.2
-
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.fail("chromium and chromedriver are needed (scripts/test.sh installs Debian's packages)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,900"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def test_html_pages_in_a_browser(server: Server, client: httpx.Client, browser) -> None:

@@ -162,3 +162,26 @@ def test_the_demo_command(tmp_path: Path) -> None:
     assert "successful" in proc.stdout and "otsu.tif" in proc.stdout and "?f=html" in proc.stdout
     masks = sorted((tmp_path / "results").rglob("otsu.tif"))
     assert len(masks) == 3
+
+
+def test_owslib_submits_and_the_job_page_shows_the_results(client: httpx.Client, wb: tuple[Server, str],
+                                                           scenes: Scenes, browser: Any) -> None:
+    from owslib.ogcapi.processes import Processes
+    from selenium.webdriver.common.by import By
+
+    srv, bucket = wb
+    api = Processes(srv.url)
+    assert "water-bodies" in {p["id"] for p in api.processes()}
+    status = api.execute("water-bodies", inputs=_inputs(scenes, "B"), async_=True)
+    assert status["status"] in ("accepted", "running")
+    job_url = api.response_headers["Location"]
+    deadline = time.monotonic() + 120
+    while client.get(job_url).json()["status"] in ("accepted", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    browser.get(job_url)
+    assert browser.find_element(By.ID, "status").text == "successful"
+    table = browser.find_element(By.ID, "files").text
+    item = scenes.item_id("B")
+    assert f"s3://{bucket}/{status['jobID']}/{status['jobID']}/{item}/otsu.tif" in table
+    browser.find_element(By.PARTIAL_LINK_TEXT, f"{item}.json").click()
+    assert f'"collection": "{status["jobID"]}"' in browser.page_source
