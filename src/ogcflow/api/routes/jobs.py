@@ -157,9 +157,7 @@ async def list_files(request: Request, jobId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     """Every file of a successful job (STAC catalogs, their assets, outputs by reference, the log), each with
     a link to download it through the API and its URL in the results storage (``s3://`` or ``file://``)."""
-    job = await _finished(ctx, jobId)
-    if job.status == StatusCode.failed.value:
-        raise failure(job)
+    job = await _successful(ctx, jobId)
     files = await asyncio.to_thread(_files, ctx, job)
     return respond(request, {"files": files}, "files.html", base=ctx.base_url, title=f"Files of {job.id}",
                    job=job)
@@ -169,9 +167,7 @@ async def list_files(request: Request, jobId: Annotated[str, Path()],
             operation_id="getJobFile")
 async def get_file(jobId: Annotated[str, Path()], name: Annotated[str, Path()],
                    ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    job = await _finished(ctx, jobId)
-    if job.status == StatusCode.failed.value:
-        raise failure(job)
+    job = await _successful(ctx, jobId)
     storage = ctx.rt.storage
     try:
         key = make_key(job.id, name)
@@ -215,6 +211,14 @@ async def _finished(ctx: Ctx, job_id: str) -> Job:
     return job
 
 
+async def _successful(ctx: Ctx, job_id: str) -> Job:
+    """The job, if it ended successfully (its exception document if it failed)."""
+    job = await _finished(ctx, job_id)
+    if job.status == StatusCode.failed.value:
+        raise failure(job)
+    return job
+
+
 @router.get("/jobs/{jobId}/results", summary="The results of a job", operation_id="getResult")
 async def get_results(request: Request, jobId: Annotated[str, Path()],
                       ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
@@ -232,9 +236,7 @@ async def get_results(request: Request, jobId: Annotated[str, Path()],
             operation_id="getResultOutput")
 async def get_output(jobId: Annotated[str, Path()], outputId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    job = await _finished(ctx, jobId)
-    if job.status == StatusCode.failed.value:
-        raise failure(job)
+    job = await _successful(ctx, jobId)
     entry = (job.results or {}).get(outputId)
     if entry is None:
         raise NoSuchOutput(f"Job '{jobId}' has no output '{outputId}'")
