@@ -16,6 +16,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ogcflow.callbacks import dispatch_forever
 from ogcflow.engines.base import StoreEngine
@@ -23,6 +24,9 @@ from ogcflow.jobs.service import Runtime, run_job
 from ogcflow.jobs.store import Job, worker_identity
 from ogcflow.models import StatusCode
 from ogcflow.settings import Settings
+
+if TYPE_CHECKING:
+    from ogcflow.eo.stepserver import StepServer
 
 log = logging.getLogger("ogcflow.worker")
 
@@ -98,6 +102,7 @@ class Worker:
         self.wake_fd = -1
         self.woken = False  # a job was submitted on this host since the last look
         self.last_watch = self.last_beat = self.last_reap = 0.0
+        self.step_server: StepServer | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -166,6 +171,10 @@ class Worker:
             log.warning("could not warm cwltool up", exc_info=True)
 
     def run(self) -> None:
+        if self.rt.settings.cwl_step_images and self.rt.settings.cwl_container_runtime == "none":
+            from ogcflow.eo.stepserver import StepServer
+
+            self.step_server = StepServer().start()  # forked first, while this process has no threads
         self.preload()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -250,6 +259,9 @@ class Worker:
             self._kill(child)
             self.lost(child.job_id, "the worker was stopped while this job was running; submit it again")
         self._collect()
+        if self.step_server is not None:
+            self.step_server.stop()
+            self.step_server = None
         if self.dispatcher_pid:
             try:
                 os.kill(self.dispatcher_pid, signal.SIGTERM)

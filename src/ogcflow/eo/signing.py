@@ -20,6 +20,7 @@ import httpx
 
 from ogcflow.eo.config import StepConfig
 from ogcflow.errors import ProcessError
+from ogcflow.netpolicy import ssl_context
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 MARGIN = 60.0  # seconds before expiry when a cached token is no longer used
@@ -58,7 +59,7 @@ class Signer:
             pass
         url = f"{self.url}/token/{collection}"
         try:
-            resp = httpx.get(url, timeout=self.timeout)
+            resp = httpx.get(url, timeout=self.timeout, verify=ssl_context())
         except httpx.HTTPError as exc:
             raise SigningFailed(f"no signing token for '{collection}' from {url}: {exc}") from None
         if resp.status_code != 200:

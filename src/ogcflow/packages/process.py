@@ -16,6 +16,7 @@ from ogcflow.eo.config import ENV as STEP_CONFIG_ENV
 from ogcflow.eo.config import StepConfig
 from ogcflow.eo.packages import STEP_IMAGES
 from ogcflow.eo.stageout import is_stac_catalog, stage_out_catalog
+from ogcflow.eo.stepserver import ENV as STEP_SOCKET_ENV
 from ogcflow.errors import InputFetchError
 from ogcflow.netpolicy import fetch
 from ogcflow.packages.containers import map_images
@@ -32,7 +33,7 @@ def step_environment(settings: Settings) -> dict[str, str]:
     """The environment of CWL steps besides the package's EnvVarRequirement."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if k.startswith(STEP_ENV_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if k.startswith(STEP_ENV_PREFIXES) or k == STEP_SOCKET_ENV}
     env[STEP_CONFIG_ENV] = StepConfig.from_settings(settings).to_env()
     return env
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from importlib import resources
+
+from ogcflow.eo.stepserver import launcher_command
 
 SHIPPED = {"water-bodies": "water-bodies.cwl"}
 
-#: the container images of the water-bodies steps (by image name) -> this interpreter running the step
-STEP_IMAGES = {name: [sys.executable, "-m", "ogcflow.eo", step]
+#: the container images of the water-bodies steps (by image name) -> the step, run by the worker's step
+#: server (or by a fresh interpreter where there is none)
+STEP_IMAGES = {name: launcher_command(step)
                for name, step in (("crop", "crop"), ("norm_diff", "norm_diff"), ("norm-diff", "norm_diff"),
                                   ("otsu", "otsu"), ("stac", "stac"))}
 

@@ -1,0 +1,231 @@
+"""A warm process that forks EO steps: numpy, rasterio, pyproj, pystac, rio-stac and scikit-image are
+imported once per worker instead of once per step (0.2-0.35 s each, most of a small job's time).
+
+The worker forks the server at start; it listens on a UNIX socket in a private directory
+(``OGCFLOW_STEP_SOCKET``, passed on to CWL steps), and for every connection of :mod:`ogcflow.eo.launch`
+forks a step process that takes the launcher's standard streams, working directory and environment, runs
+the step and sends back its exit status. A step process kills itself when its launcher goes away. The
+server ends when the worker does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+log = logging.getLogger("ogcflow.steps")
+
+ENV = "OGCFLOW_STEP_SOCKET"
+LAUNCHER = Path(__file__).with_name("launch.py")
+
+
+def launcher_command(step: str) -> list[str]:
+    """The command a CWL tool runs for ``step`` (through the step server when there is one)."""
+    return [sys.executable, "-S", "-E", str(LAUNCHER), step]
+
+
+def _preload() -> None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # no BLAS thread pools in a process that forks
+    import numpy  # noqa: F401
+    import pyproj  # noqa: F401
+    import pystac  # noqa: F401
+    import rasterio  # noqa: F401
+    import rasterio.mask  # noqa: F401
+    import rio_stac  # noqa: F401
+    import shapely.geometry  # noqa: F401
+    from skimage.filters import threshold_otsu  # noqa: F401
+
+    import ogcflow.eo.__main__  # noqa: F401
+    import ogcflow.eo.items  # noqa: F401
+    import ogcflow.eo.signing  # noqa: F401
+    import ogcflow.eo.steps  # noqa: F401
+
+    try:
+        _warm_up()
+    except Exception:  # slower steps are all this costs
+        log.warning("could not warm the EO steps up", exc_info=True)
+
+
+def _warm_up() -> None:
+    """Run the four steps once on a tiny local scene, and fail one HTTP request: what every step process would
+    otherwise do first (register GDAL's drivers, open PROJ's database, import the HTTP stack and pystac's
+    extensions, load the CA certificates: ~0.2 s a step) is done here, once."""
+    import json
+
+    import httpx
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from ogcflow.eo import steps
+    from ogcflow.eo.config import StepConfig
+    from ogcflow.netpolicy import ssl_context
+
+    try:
+        with httpx.Client(verify=ssl_context(), timeout=1) as client:
+            client.get("http://127.0.0.1:9/")  # the discard port: refused at once
+    except httpx.HTTPError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="ogcflow-warm-") as tmp:
+        root = Path(tmp)
+        profile = {"driver": "COG", "width": 16, "height": 16, "count": 1, "dtype": "uint16", "nodata": 0,
+                   "crs": "EPSG:32610", "transform": from_origin(630015, 4470015, 30, 30), "compress": "lzw"}
+        assets = {}
+        for band, value in (("green", 9000), ("nir08", 7000)):
+            with rasterio.open(root / f"{band}.tif", "w", **profile) as dst:
+                data = np.full((16, 16), value, dtype="uint16")
+                data[4:12, 4:12] = 16000 - value
+                dst.write(data, 1)
+            assets[band] = {"href": f"./{band}.tif", "roles": ["data"], "eo:bands": [{"common_name": band}]}
+        item = {"type": "Feature", "stac_version": "1.0.0", "id": "warm-up", "collection": "warm-up",
+                "geometry": None, "properties": {"datetime": "2023-10-07T00:00:00Z"}, "links": [],
+                "assets": assets, "stac_extensions": []}
+        (root / "item.json").write_text(json.dumps(item), encoding="utf-8")
+        cfg = StepConfig(data_dir=root, eo_local_roots=[root])
+        crops = []
+        for band in ("green", "nir08"):
+            (root / band).mkdir()
+            crops.append(steps.crop(str(root / "item.json"), "-121.47,40.36,-121.46,40.371", "EPSG:4326", band,
+                                    root / band, cfg))
+        mask = steps.otsu(steps.norm_diff(crops[0], crops[1], root), root)
+        (root / "catalog").mkdir()
+        steps.stac([str(root / "item.json")], [mask], root / "catalog", cfg)
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the launcher went away")
+        data += chunk
+    return data
+
+
+def _run_step(conn: socket.socket, fds: list[int], request: dict) -> None:
+    """In the forked step process: become the launcher's step, run it, send the exit status. Never returns."""
+    code = 1
+    try:
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        for fd in fds:
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+        def watch() -> None:  # the launcher's end of the connection closes when it dies
+            try:
+                conn.recv(1)
+            except OSError:
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+        from ogcflow.eo.__main__ import main
+
+        try:
+            code = main(request["argv"])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:  # noqa: BLE001 - reported like an uncaught error of a fresh process
+            import traceback
+
+            traceback.print_exc()
+            print(f"ERROR step: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+            code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            conn.sendall(struct.pack("!i", code))
+        finally:
+            os._exit(code)
+
+
+def serve(path: str, parent: int) -> None:
+    """Accept launchers until the parent process is gone."""
+    _preload()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # step processes are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = path + ".part"
+    listener.bind(tmp)
+    os.chmod(tmp, 0o600)
+    listener.listen(64)
+    os.replace(tmp, path)  # launchers see the socket only once it accepts
+    while os.getppid() == parent:
+        ready, _, _ = select.select([listener], [], [], 1.0)
+        if not ready:
+            continue
+        conn, _ = listener.accept()
+        try:
+            header, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
+            if len(header) < 4 or len(fds) != 3:
+                raise ConnectionError("a malformed request")
+            request = json.loads(_recv_exact(conn, struct.unpack("!I", header)[0]))
+        except (OSError, ValueError, ConnectionError):
+            conn.close()
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork() == 0:
+            listener.close()
+            _run_step(conn, fds, request)
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+
+
+class StepServer:
+    """The worker's handle on its step server."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="ogcflow-steps-")  # private (0700)
+        self.path = os.path.join(self.dir, "steps.sock")
+        self.pid = 0
+
+    def start(self) -> StepServer:
+        """Fork the server (call before the worker starts threads) and point steps at it."""
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                serve(self.path, parent)
+            except BaseException:  # noqa: BLE001 - steps fall back to fresh interpreters
+                log.exception("the step server stopped")
+                code = 1
+            finally:
+                os._exit(code)
+        self.pid = pid
+        os.environ[ENV] = self.path
+        return self
+
+    def stop(self) -> None:
+        os.environ.pop(ENV, None)
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0
+        for name in os.listdir(self.dir) if os.path.isdir(self.dir) else []:
+            os.unlink(os.path.join(self.dir, name))
+        if os.path.isdir(self.dir):
+            os.rmdir(self.dir)

@@ -1,0 +1,102 @@
+"""The step server: EO steps forked from a warm process, exit statuses, fall-back, and stopping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ogcflow.eo.dataserver import DataServer, RangeHandler
+from ogcflow.eo.stepserver import ENV, launcher_command
+from tests.eo_support import Scenes
+
+AOI = "-121.43,40.27,-121.33,40.34"
+SERVER = """
+import sys, time
+from ogcflow.eo.stepserver import StepServer
+server = StepServer().start()
+print(server.path, server.pid, flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+@pytest.fixture(scope="module")
+def step_server() -> Iterator[tuple[str, int]]:
+    """A step server forked by a process of its own, as a worker does."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    path, pid = proc.stdout.readline().split()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:  # the socket appears once warm
+        time.sleep(0.05)
+    assert os.path.exists(path), "the step server did not start"
+    yield path, int(pid)
+    proc.stdin.close()
+    proc.wait(timeout=30)
+    assert not os.path.exists(path)
+
+
+def _env(socket_path: str | None, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env["OGCFLOW_STEP_CONFIG"] = f'{{"data_dir": "{tmp}", "allow_private_urls": true}}'
+    if socket_path:
+        env[ENV] = socket_path
+    return env
+
+
+def _step(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*launcher_command(args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("through_server", [True, False])
+def test_steps_run_with_or_without_the_server(step_server: tuple[str, int], scenes: Scenes, tmp_path: Path,
+                                              through_server: bool) -> None:
+    env = _env(step_server[0] if through_server else None, tmp_path)
+    for band in ("green", "nir08"):
+        (tmp_path / band).mkdir()
+        done = _step(["crop", "--input-item", scenes.item_url("A"), "--aoi", AOI, "--epsg", "EPSG:4326",
+                      "--band", band], tmp_path / band, env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(tmp_path / band / f"crop_{band}.tif")
+    done = _step(["norm_diff", "green/crop_green.tif", "nir08/crop_nir08.tif"], tmp_path, env)
+    assert done.returncode == 0 and (tmp_path / "norm_diff.tif").is_file(), done.stderr
+    done = _step(["otsu", "norm_diff.tif"], tmp_path, env)
+    assert done.returncode == 0 and (tmp_path / "otsu.tif").is_file(), done.stderr
+    failed = _step(["crop", "--input-item", scenes.item_url("D"), "--aoi", AOI, "--band", "green"], tmp_path, env)
+    assert failed.returncode == 1
+    assert "ERROR crop: the area of interest" in failed.stderr and "does not overlap" in failed.stderr
+    usage = _step(["otsu"], tmp_path, env)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_a_step_stops_when_its_launcher_is_killed(step_server: tuple[str, int], tmp_path: Path) -> None:
+    class Hanging(RangeHandler):
+        def _serve(self, head: bool) -> None:
+            time.sleep(30)
+
+    slow = DataServer(tmp_path, handler=Hanging).start()
+    try:
+        launcher = subprocess.Popen([*launcher_command("crop"), "--input-item", slow.url + "/item.json", "--aoi",
+                                     AOI, "--band", "green"], cwd=tmp_path, env=_env(step_server[0], tmp_path),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = psutil.Process(step_server[1])
+        deadline = time.monotonic() + 10
+        while not server.children() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        steps = server.children()
+        assert len(steps) == 1 and steps[0].cwd() == str(tmp_path)  # the step runs in the launcher's directory
+        launcher.send_signal(signal.SIGKILL)  # what a dismissal does to the job's process group
+        launcher.wait()
+        gone, alive = psutil.wait_procs(steps, timeout=2)
+        assert not alive, "the step outlived its launcher"
+    finally:
+        slow.stop()
