@@ -134,6 +134,23 @@ def test_every_job_is_a_flow_run(pc: httpx.Client) -> None:
     assert "fail=true" in flow_run(run_id_of(failed))["state"]["message"]
 
 
+def test_flow_runs_show_state_history_and_logs(pc: httpx.Client) -> None:
+    info = submit(pc, "hello-world", {"name": "history"})
+    run_id = run_id_of(info)
+    assert wait_for(pc, f"/jobs/{info['jobID']}")["status"] == "successful"
+    assert wait_state(run_id, ("COMPLETED",)) == "COMPLETED"
+    with prefect() as api:
+        states = api.get("flow_run_states/", params={"flow_run_id": run_id}).json()
+        history = [st["type"] for st in sorted(states, key=lambda st: st["timestamp"])]
+        assert history == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"], history
+        run = api.get(f"flow_runs/{run_id}").json()
+        assert run["start_time"] and run["end_time"] and run["total_run_time"] >= 0
+        logs = api.post("logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}}).json()
+    lines = [entry["message"] for entry in logs]
+    assert f"job {info['jobID']}: process hello-world" in lines
+    assert f"job {info['jobID']}: successful" in lines
+
+
 def test_dismiss_cancels_the_flow_run_and_stops_the_work(pc: httpx.Client, pserver: Server) -> None:
     info = submit(pc, "sleep", {"seconds": 60})
     wait_for(pc, f"/jobs/{info['jobID']}", statuses=("running",))

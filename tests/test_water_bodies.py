@@ -115,6 +115,12 @@ def test_the_notebook_flow(client: httpx.Client, wb: tuple[Server, str], scenes:
     assert tif["href"] in page and tif["url"] in page
     log = client.get(f"/jobs/{job}/logs").text
     assert "node_otsu" in log
+    if srv.env.get("OGCFLOW_ENGINE") == "prefect":  # the CWL run's log is in the flow run's logs too
+        link = next(ln["href"] for ln in status["links"] if "/runs/flow-run/" in ln["href"])
+        with httpx.Client(base_url=os.environ["PREFECT_API_URL"].rstrip("/") + "/", timeout=10) as prefect:
+            logs = prefect.post("logs/filter", json={"logs": {"flow_run_id": {"any_": [link.rsplit("/", 1)[1]]}},
+                                                     "limit": 200}).json()
+        assert any("node_otsu" in entry["message"] for entry in logs)
 
 
 def test_results_document_holds_a_qualified_value(client: httpx.Client, scenes: Scenes) -> None:

@@ -1,8 +1,8 @@
 """The few Prefect REST calls ogcflow needs, over plain httpx.
 
-The API process never imports Prefect (1-2 s of start-up and background machinery): it creates, cancels
-and reads flow runs with these calls. Workers use them too for polling and claiming, and import Prefect's
-engine only to execute a flow run. Any connection failure or server error is a 503 for the API user.
+Neither the API nor the workers import Prefect (1-2 s of start-up and background machinery): the API
+creates, cancels and reads flow runs with these calls; workers poll, claim and drive the runs with them.
+Any connection failure or server error is a 503 for the API user.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 
 from ogcflow.errors import ServiceUnavailable
+from ogcflow.netpolicy import ssl_context
 
 FLOW_NAME = "ogcflow-job"
-ENTRYPOINT = "ogcflow.engines.prefect_flow:ogcflow_job"
+#: what executes the deployment's runs (shown in Prefect; runs are executed by `ogcflow worker`)
+ENTRYPOINT = "ogcflow.engines.prefect:PrefectWorker"
 
 #: Prefect state type -> OGC status
 STATE_TO_STATUS = {
@@ -63,7 +65,8 @@ class PrefectSync:
 
     def __init__(self, target: PrefectTarget, timeout: float = 10.0) -> None:
         self.target = target
-        self.http = httpx.Client(base_url=target.api_url.rstrip("/") + "/", timeout=timeout)
+        self.http = httpx.Client(base_url=target.api_url.rstrip("/") + "/", timeout=timeout,
+                                 verify=ssl_context())  # built once per worker, inherited by job processes
 
     def close(self) -> None:
         self.http.close()
@@ -120,6 +123,17 @@ class PrefectSync:
         resp = self._call("POST", "flow_runs/filter", "read flow runs",
                           json={"flow_runs": {"id": {"any_": run_ids}}, "limit": len(run_ids)})
         return {str(r["id"]): (r.get("state") or {}).get("type", "") for r in resp.json()}
+
+    def post_logs(self, run_id: str, records: list[tuple[float, int, str, str]]) -> None:
+        """Send log lines (time, level, logger name, message) of a flow run to Prefect."""
+        from datetime import UTC, datetime
+
+        if not records:
+            return
+        body = [{"name": name, "level": level, "message": message[:20000], "flow_run_id": run_id,
+                 "task_run_id": None, "timestamp": datetime.fromtimestamp(when, UTC).isoformat()}
+                for when, level, name, message in records]
+        self._call("POST", "logs/", "send logs", json=body)
 
     def delete_run(self, run_id: str) -> None:
         self._call("DELETE", f"flow_runs/{run_id}", "delete a flow run")
