@@ -63,8 +63,11 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_scatter_workflow_runs_in_order(tmp_path: Path) -> None:
     pkg = parse_package(SCATTER)
     started = time.perf_counter()
-    run = run_package(_write(tmp_path, SCATTER), pkg.entry, {"words": ["ab", "cd", "ef"]}, tmp_path / "job")
+    heard: list[str] = []
+    run = run_package(_write(tmp_path, SCATTER), pkg.entry, {"words": ["ab", "cd", "ef"]}, tmp_path / "job",
+                      on_step=heard.append)
     elapsed = time.perf_counter() - started
+    assert len(heard) == 4 and heard[0].startswith("1 step done, last: ") and heard[-1].startswith("4 steps done")
     contents = [Path(f["path"]).read_text() for f in run.outputs["files"]]
     assert contents == ["AB", "CD", "EF"]
     assert Path(run.outputs["joined"]["path"]).read_text() == "ABCDEF"

@@ -84,7 +84,7 @@ class CWLProcess(Process):
         ctx.progress(5, "running the CWL package")
         ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
         run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime,
-                          env=step_environment(self.settings))
+                          env=step_environment(self.settings), on_step=lambda what: ctx.progress(None, what))
         outputs: dict[str, Any] = {}
         for name in self.description.outputs:
             if name in run.outputs:

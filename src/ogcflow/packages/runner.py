@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,34 @@ def container_options(runtime: str) -> dict[str, Any]:
     return options
 
 
+class _StepProgress(logging.Handler):
+    """Tells ``report`` each time a step of the run ends (from cwltool's log): "3 steps done, last: node_otsu"."""
+
+    _DONE = re.compile(r"^\[job (\S+)\] completed (\w+)")
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.report = report
+        self.done = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self._DONE.match(record.getMessage())
+        if match:
+            self.done += 1
+            step, how = match.groups()
+            self.report(f"{self.done} step{'s' if self.done > 1 else ''} done, last: {step} "
+                        f"({'ok' if how == 'success' else how})")
+
+
 def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: Path,
-                parallel: bool = True, container_runtime: str = "none", env: dict[str, str] | None = None) -> CWLRun:
+                parallel: bool = True, container_runtime: str = "none", env: dict[str, str] | None = None,
+                on_step: Callable[[str], None] | None = None) -> CWLRun:
     """Run workflow/tool ``entry`` of the CWL file ``package`` on ``job_order``; CWL outputs as cwltool
     returns them (Files and Directories with local ``path``s under ``workdir/outputs``).
 
     ``env`` is added to the steps' environment (cwltool otherwise gives them only HOME, TMPDIR and the
-    package's EnvVarRequirement). The steps' standard error goes to the run's log."""
+    package's EnvVarRequirement). The steps' standard error goes to the run's log. ``on_step`` hears of
+    every step that ends."""
     from cwltool.context import LoadingContext, RuntimeContext
     from cwltool.executors import MultithreadedJobExecutor, SingleJobExecutor
     from cwltool.factory import Factory, WorkflowStatus
@@ -131,6 +153,9 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     for console in consoles:  # cwltool's own handler writes to standard error, which is the log file below
         cwl_logger.removeHandler(console)
     cwl_logger.addHandler(handler)
+    progress = _StepProgress(on_step) if on_step else None
+    if progress:
+        cwl_logger.addHandler(progress)
     old_level, old_propagate = cwl_logger.level, cwl_logger.propagate
     cwl_logger.setLevel(logging.INFO)
     cwl_logger.propagate = False  # the run's log goes to its file, not to the worker's output
@@ -171,6 +196,8 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
             else:
                 os.environ[key] = old
         cwl_logger.removeHandler(handler)
+        if progress:
+            cwl_logger.removeHandler(progress)
         for console in consoles:
             cwl_logger.addHandler(console)
         cwl_logger.setLevel(old_level)
