@@ -119,3 +119,34 @@ def test_quick_scalar_check_agrees_with_jsonschema(schema: dict) -> None:
         quick = _scalar_check(schema, value)
         assert quick is not None
         assert (quick == "") == validator_for(schema).is_valid(value), (schema, value, quick)
+
+
+def test_a_failed_job_keeps_no_partial_files(tmp_path) -> None:
+    from ogcflow import models
+    from ogcflow.errors import ProcessError
+    from ogcflow.jobs.service import Runtime, new_job, run_job
+    from ogcflow.jobs.store import migrate
+    from ogcflow.processes.base import JobContext
+    from ogcflow.processes.base import Process as BaseProcess
+
+    class HalfWay(BaseProcess):
+        description = models.Process(id="half-way", version="1", inputs={}, outputs={})
+
+        def execute(self, inputs: dict, ctx: JobContext) -> dict:
+            assert ctx.storage is not None
+            ctx.storage.put_bytes(ctx.job_id, "catalog/item/otsu.tif", b"half a catalog")
+            raise ProcessError("the upload broke off")
+
+    settings = Settings(data_dir=tmp_path)
+    migrate(settings.db_url)
+    rt = Runtime.from_settings(settings)
+    rt.registry.builtins.add(HalfWay())
+    job = new_job(HalfWay.description, models.Execute(inputs={}), mode="async", namespace="default",
+                  engine="local", base_url="http://x")
+    rt.store.create(job)
+    assert rt.store.mark_running(job.id)
+    assert run_job(rt, rt.store.get(job.id)).value == "failed"
+    ended = rt.store.get(job.id)
+    assert ended.message == "the upload broke off"
+    assert rt.storage.list_job(job.id) == []
+    rt.store.dispose()

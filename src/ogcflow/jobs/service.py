@@ -124,6 +124,8 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> 
         ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
                          storage=rt.storage)
         status, manifest, error, message = execute_process(rt, job, ctx)
+        if status is StatusCode.failed:
+            rt.storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
         log_key = None
         if ctx.log_path is not None and ctx.log_path.is_file():
             log_key = rt.storage.put_file(job.id, LOG_NAME, ctx.log_path)
