@@ -150,3 +150,21 @@ def test_a_failed_job_keeps_no_partial_files(tmp_path) -> None:
     assert ended.message == "the upload broke off"
     assert rt.storage.list_job(job.id) == []
     rt.store.dispose()
+
+
+def test_an_unreachable_object_store_is_a_clear_503(monkeypatch) -> None:
+    import socket
+
+    from ogcflow.storage.s3 import S3Storage, StorageUnavailable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    storage = S3Storage("s3://results")
+    with pytest.raises(StorageUnavailable, match="the results storage could not be reached") as info:
+        storage.put_bytes("job-1", "a.json", b"{}")
+    assert info.value.status == 503

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ogcflow import models
-from ogcflow.errors import ExceptionType, InputFetchError, ProcessError
+from ogcflow.errors import ExceptionType, InputFetchError, ProcessError, ServiceUnavailable
 from ogcflow.jobs.results import results_document, store_outputs
 from ogcflow.jobs.store import Job, JobStore, utcnow
 from ogcflow.models import StatusCode, TransmissionMode
@@ -105,6 +105,8 @@ def execute_process(rt: Runtime, job: Job, ctx: JobContext) -> tuple[StatusCode,
         return StatusCode.successful, manifest, None, "successful"
     except InputFetchError as exc:
         msg = f"an input could not be fetched: {exc}"
+    except ServiceUnavailable as exc:  # e.g. the results storage
+        msg = exc.detail
     except ProcessError as exc:
         msg = str(exc)
     except Exception as exc:  # a bug in the process: say what, keep the traceback in the log

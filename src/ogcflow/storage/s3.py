@@ -10,11 +10,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ogcflow.errors import ServiceUnavailable
 from ogcflow.storage.local import CHUNK, check_part, make_key
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The object store cannot be reached or refused a request."""
+
+
+@contextmanager
+def _failures(what: str) -> Iterator[None]:
+    """Object-store failures as a clear 503 (a missing object stays FileNotFoundError)."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError, StorageUnavailable):
+        raise
+    except Exception as exc:  # botocore/aiohttp/s3fs errors: the store is down or refuses us
+        raise StorageUnavailable(f"the results storage could not {what} ({exc.__class__.__name__}: {exc})") \
+            from None
 
 
 def endpoint_url() -> str | None:
@@ -43,13 +61,15 @@ class S3Storage:
         if self._fs is None or self._pid != os.getpid():
             import s3fs
 
-            fs = s3fs.S3FileSystem(endpoint_url=endpoint_url(), client_kwargs={"region_name": region()},
-                                   config_kwargs={"s3": {"addressing_style": "path"}}, skip_instance_cache=True)
-            if not fs.exists(self.bucket):
-                try:
-                    fs.mkdir(self.bucket)
-                except FileExistsError:
-                    pass
+            with _failures("be reached"):
+                fs = s3fs.S3FileSystem(endpoint_url=endpoint_url(), client_kwargs={"region_name": region()},
+                                       config_kwargs={"s3": {"addressing_style": "path"}},
+                                       skip_instance_cache=True)
+                if not fs.exists(self.bucket):
+                    try:
+                        fs.mkdir(self.bucket)
+                    except FileExistsError:
+                        pass
             self._fs, self._pid = fs, os.getpid()
         return self._fs
 
@@ -60,33 +80,39 @@ class S3Storage:
 
     def put_bytes(self, job_id: str, name: str, data: bytes, media_type: str | None = None) -> str:
         key = make_key(job_id, name)
-        self.fs.pipe_file(self._path(key), data, **({"ContentType": media_type} if media_type else {}))
+        with _failures("store a file"):
+            self.fs.pipe_file(self._path(key), data, **({"ContentType": media_type} if media_type else {}))
         return key
 
     def put_file(self, job_id: str, name: str, source: Path, media_type: str | None = None) -> str:
         key = make_key(job_id, name)
-        self.fs.put_file(str(source), self._path(key), **({"ContentType": media_type} if media_type else {}))
+        with _failures("store a file"):
+            self.fs.put_file(str(source), self._path(key), **({"ContentType": media_type} if media_type else {}))
         return key
 
     def read(self, key: str) -> bytes:
-        return self.fs.cat_file(self._path(key))
+        with _failures("read a file"):
+            return self.fs.cat_file(self._path(key))
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
-        with self.fs.open(self._path(key), "rb", block_size=CHUNK) as fh:
+        with _failures("read a file"), self.fs.open(self._path(key), "rb", block_size=CHUNK) as fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
 
     def exists(self, key: str) -> bool:
         try:
-            return bool(self.fs.isfile(self._path(key)))
+            path = self._path(key)
         except ValueError:
             return False
+        with _failures("look a file up"):
+            return bool(self.fs.isfile(path))
 
     def local_path(self, key: str) -> Path | None:
         return None
 
     def size(self, key: str) -> int:
-        return int(self.fs.size(self._path(key)))
+        with _failures("size a file"):
+            return int(self.fs.size(self._path(key)))
 
     def url(self, key: str) -> str:
         return f"s3://{self._path(key)}"
@@ -96,20 +122,22 @@ class S3Storage:
 
     def list_job(self, job_id: str) -> list[str]:
         top = self._job_dir(job_id)
-        self.fs.invalidate_cache(top)  # listings are cached per process; other processes write here
-        try:
-            found = self.fs.find(top)
-        except FileNotFoundError:
-            return []
+        with _failures("list a job's files"):
+            self.fs.invalidate_cache(top)  # listings are cached per process; other processes write here
+            try:
+                found = self.fs.find(top)
+            except FileNotFoundError:
+                return []
         return sorted(f"{job_id}/{p[len(top) + 1:]}" for p in found if len(p) > len(top) + 1)
 
     def delete_job(self, job_id: str) -> None:
         top = self._job_dir(job_id)
-        try:
-            self.fs.rm(top, recursive=True)
-        except FileNotFoundError:
-            pass
-        self.fs.invalidate_cache(top)
+        with _failures("delete a job's files"):
+            try:
+                self.fs.rm(top, recursive=True)
+            except FileNotFoundError:
+                pass
+            self.fs.invalidate_cache(top)
 
     def asset_fields(self) -> dict[str, Any]:
         """The STAC storage extension's fields for assets kept here."""

@@ -196,7 +196,10 @@ async def dismiss(request: Request, jobId: Annotated[str, Path()],
             await ctx.engine.dismiss(before)
         except ServiceUnavailable as exc:  # the work is stopped anyway: workers act on the store's status
             log.warning("job %s dismissed, but its engine could not be told: %s", jobId, exc)
-    await asyncio.to_thread(ctx.rt.storage.delete_job, jobId)
+    try:
+        await asyncio.to_thread(ctx.rt.storage.delete_job, jobId)
+    except ServiceUnavailable as exc:  # the job is dismissed; its worker deletes the files again when it stops
+        log.warning("job %s dismissed, but its files could not be deleted yet: %s", jobId, exc)
     job = await asyncio.to_thread(ctx.rt.store.get, jobId, ctx.namespace) or before
     return respond(request, status_info(job, ctx.base_url, ctx.engine.run_url(job)).dump(), "job.html",
                    base=ctx.base_url, title=f"Job {job.id}", job=job)
