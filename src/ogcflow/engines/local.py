@@ -272,7 +272,14 @@ class Worker:
 
     # -- jobs ---------------------------------------------------------------------------------
 
+    def _prepare(self, job: Job) -> None:
+        try:
+            self.rt.registry.get(job.process_id, job.namespace).prepare()
+        except Exception:  # the job process will meet the problem and report it
+            log.debug("job %s: could not prepare process %s", job.id, job.process_id, exc_info=True)
+
     def _fork(self, job: Job) -> None:
+        self._prepare(job)
         pid = os.fork()
         if pid == 0:  # the job's process
             code = 0

@@ -20,7 +20,7 @@ from ogcflow.eo.stepserver import ENV as STEP_SOCKET_ENV
 from ogcflow.errors import InputFetchError
 from ogcflow.netpolicy import fetch
 from ogcflow.packages.containers import map_images
-from ogcflow.packages.runner import run_package
+from ogcflow.packages.runner import load_package, package_file, run_package
 from ogcflow.processes.base import JobContext, OutputValue, Process
 from ogcflow.settings import Settings
 
@@ -48,6 +48,7 @@ class CWLProcess(Process):
         self.entry = entry
         self.inputs_kind = inputs_kind
         self.settings = settings
+        self._file: Path | None = None
 
     def _stage(self, url: str, kind: str, where: Path) -> dict[str, Any]:
         if kind.startswith("Directory"):
@@ -59,16 +60,25 @@ class CWLProcess(Process):
         target.write_bytes(data)
         return {"class": "File", "location": target.as_uri()}
 
+    def _runnable(self) -> Path:
+        """The package as it runs here (images mapped to local commands when there is no container runtime),
+        in a file named after its content."""
+        if self._file is None:
+            text = self.package
+            if self.settings.cwl_container_runtime == "none" and "DockerRequirement" in self.package:
+                images = {**STEP_IMAGES, **self.settings.cwl_image_map} if self.settings.cwl_step_images \
+                    else self.settings.cwl_image_map
+                text = yaml.safe_dump(map_images(yaml.safe_load(self.package), images), sort_keys=False)
+            self._file = package_file(text)
+        return self._file
+
+    def prepare(self) -> None:
+        """Load the package with cwltool in this process, so that job processes forked from it don't."""
+        load_package(self._runnable(), self.entry, self.settings.cwl_container_runtime)
+
     def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-        package = ctx.workdir / "package.cwl"
+        package = self._runnable()
         runtime = self.settings.cwl_container_runtime
-        if runtime == "none" and "DockerRequirement" in self.package:
-            images = {**STEP_IMAGES, **self.settings.cwl_image_map} if self.settings.cwl_step_images \
-                else self.settings.cwl_image_map
-            document = map_images(yaml.safe_load(self.package), images)
-            package.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        else:
-            package.write_text(self.package, encoding="utf-8")
         order: dict[str, Any] = {}
         for name, value in inputs.items():
             kind = self.inputs_kind.get(name)

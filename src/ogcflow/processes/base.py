@@ -64,6 +64,9 @@ class Process(abc.ABC):
     def id(self) -> str:
         return self.description.id
 
+    def prepare(self) -> None:  # noqa: B027 - optional: most processes have nothing to prepare
+        """Work worth doing once in a worker before it forks job processes (e.g. loading a CWL package)."""
+
     @abc.abstractmethod
     def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Run with validated inputs; return output id -> value (plain or :class:`OutputValue`)."""
