@@ -168,3 +168,15 @@ def test_container_runtimes_reach_cwltool(runtime: str, expected: dict) -> None:
     assert options == expected
     context = RuntimeContext(options)
     assert context.use_container is expected["use_container"]
+
+
+def test_packages_are_loaded_once_per_process(tmp_path: Path) -> None:
+    from ogcflow.packages.runner import load_package, package_file
+
+    path = package_file(SCATTER)
+    assert package_file(SCATTER) == path and path.read_text() == SCATTER
+    assert package_file(SCATTER + "\n") != path
+    tool = load_package(path, "shout")
+    assert load_package(path, "shout") is tool  # what a worker loaded before forking, its job process reuses
+    run = run_package(path, "shout", {"words": ["x"]}, tmp_path / "job")
+    assert Path(run.outputs["joined"]["path"]).read_text() == "X"

@@ -26,6 +26,7 @@ class ResultStorage(Protocol):
     def list_job(self, job_id: str) -> list[str]: ...
     def delete_job(self, job_id: str) -> None: ...
     def asset_fields(self) -> dict[str, Any]: ...
+    def prepare(self) -> None: ...
 
 
 def check_part(part: str) -> str:
@@ -104,3 +105,6 @@ class LocalStorage:
 
     def asset_fields(self) -> dict[str, Any]:
         return {}
+
+    def prepare(self) -> None:
+        """Nothing to do before a worker forks job processes."""
