@@ -173,6 +173,7 @@ def serve(path: str, parent: int) -> None:
         if not ready:
             continue
         conn, _ = listener.accept()
+        conn.settimeout(10)  # a launcher sends its request at once; a silent client must not hold the server
         try:
             header, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
             if len(header) < 4 or len(fds) != 3:
@@ -185,6 +186,7 @@ def serve(path: str, parent: int) -> None:
         sys.stderr.flush()
         if os.fork() == 0:
             listener.close()
+            conn.settimeout(None)
             _run_step(conn, fds, request)
         for fd in fds:
             os.close(fd)

@@ -143,7 +143,12 @@ def package_file(text: str) -> Path:
     import tempfile
 
     if not _FILES:
+        import atexit
+        import shutil
+
         _FILES.append(tempfile.mkdtemp(prefix="ogcflow-packages-"))
+        pid = os.getpid()  # job processes end with os._exit: only the process that made it removes it
+        atexit.register(lambda: os.getpid() == pid and shutil.rmtree(_FILES[0], ignore_errors=True))
     path = Path(_FILES[0]) / f"{hashlib.sha256(text.encode()).hexdigest()}.cwl"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.part")
