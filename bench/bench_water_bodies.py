@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import WORK, start_ogcflow  # noqa: E402
 from ogcflow.eo.config import ENV, StepConfig  # noqa: E402
 from ogcflow.eo.dataserver import DataServer  # noqa: E402
-from ogcflow.eo.demo import generate  # noqa: E402
+from ogcflow.eo.scenes import generate  # noqa: E402
 
 STEP = [sys.executable, "-m", "ogcflow.eo"]
 
@@ -99,7 +99,7 @@ def through_server(client: httpx.Client, items: list[str], aoi: str) -> tuple[fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--items", default="ABC", help="demo scenes per job (A, B, C: see ogcflow.eo.demo)")
+    ap.add_argument("--items", default="ABC", help="demo scenes per job (A, B, C: see ogcflow.eo.scenes)")
     args = ap.parse_args()
     if not os.environ.get("AWS_ENDPOINT_URL"):
         raise SystemExit("start an S3 server first (bench/run.sh water_bodies does)")

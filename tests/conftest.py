@@ -152,7 +152,7 @@ def data_dir(tmp_path: Path) -> Path:
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The synthetic Landsat scenes (items A, B, C, D, S), served over HTTP with byte ranges."""
     from ogcflow.eo.dataserver import DataServer
-    from ogcflow.eo.demo import generate
+    from ogcflow.eo.scenes import generate
     from tests.eo_support import Scenes
 
     root = tmp_path_factory.mktemp("scenes")

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Scenes:
-    """The demo scenes (``ogcflow.eo.demo``) and the URL they are served at."""
+    """The demo scenes (``ogcflow.eo.scenes``) and the URL they are served at."""
 
     root: Path
     index: dict[str, Any]

@@ -12,7 +12,7 @@ import rasterio
 
 from ogcflow.eo import steps
 from ogcflow.eo.config import StepConfig
-from ogcflow.eo.demo import generate
+from ogcflow.eo.scenes import generate
 from ogcflow.eo.stageout import stage_out_catalog
 from ogcflow.errors import StepError
 from ogcflow.storage import LocalStorage

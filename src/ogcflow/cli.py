@@ -163,7 +163,7 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Random seed of the noise.")] = 20231007,
 ) -> None:
     """Write synthetic Landsat C2 L2 scenes with known water (STAC items, COGs, ground truth)."""
-    from ogcflow.eo.demo import generate
+    from ogcflow.eo.scenes import generate
 
     index = generate(directory, seed=seed)
     for key, item in index["items"].items():

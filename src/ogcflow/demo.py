@@ -55,7 +55,7 @@ def submit(url: str, items: list[str], aoi: str, bands: list[str]) -> dict[str, 
 
 def run(port: int, data_dir: Path, workers: int, stay: bool) -> int:
     from ogcflow.eo.dataserver import DataServer
-    from ogcflow.eo.demo import generate
+    from ogcflow.eo.scenes import generate
 
     scenes = data_dir.resolve() / "demo-data"
     index_path = scenes / "index.json"
