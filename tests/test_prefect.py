@@ -70,6 +70,9 @@ class Proxy:
             except OSError:
                 pass
 
+    def resume(self) -> None:
+        self.open = True
+
     def close(self) -> None:
         self.cut()
         self.listener.close()
@@ -223,7 +226,29 @@ def test_prefect_unreachable_is_said_not_hidden(tmp_path: Path) -> None:
             assert c.get(f"/jobs/{done['jobID']}/results").text == "Hello before!"
             time.sleep(1.1)  # Prefect is asked about an active job at most once a second
             validate_exception(c.get(f"/jobs/{running['jobID']}"), 503)
+            # the work goes on without Prefect (its flow run is brought up to date when Prefect is back)
+            assert srv.query("select status from jobs where id = :id", id=running["jobID"]) == [("running",)]
             assert c.delete(f"/jobs/{running['jobID']}").json()["status"] == "dismissed"
+    finally:
+        srv.stop()
+        proxy.close()
+
+
+def test_a_job_outlives_a_prefect_outage_and_its_run_catches_up(tmp_path: Path) -> None:
+    prefect_url = httpx.URL(os.environ["PREFECT_API_URL"])
+    proxy = Proxy((prefect_url.host, prefect_url.port or 80))
+    env = store_env("prefect")
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{proxy.port}/api"
+    srv = Server(tmp_path / "data", env=env).start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            info = submit(c, "sleep", {"seconds": 2})
+            wait_for(c, f"/jobs/{info['jobID']}", statuses=("running",))
+            proxy.cut()  # Prefect gone while the job runs (or before its run is marked Running)
+            time.sleep(1.0)
+            proxy.resume()
+            assert wait_for(c, f"/jobs/{info['jobID']}", timeout=30)["status"] == "successful"
+            assert wait_state(run_id_of(info), ("COMPLETED",), timeout=60) == "COMPLETED"
     finally:
         srv.stop()
         proxy.close()

@@ -166,8 +166,12 @@ class PrefectWorker(Worker):
         root = logging.getLogger("ogcflow")
         root.addHandler(handler)
         try:
-            answer = api.set_state(run_id, "RUNNING")
-            if answer != "ACCEPT":
+            try:
+                answer: str | None = api.set_state(run_id, "RUNNING")
+            except ServiceUnavailable as exc:  # the work matters more than Prefect's view of it: go on
+                answer = None
+                log.warning("job %s: %s; the job runs, its flow run is updated when Prefect is back", job.id, exc)
+            if answer is not None and answer != "ACCEPT":
                 state = api.states([run_id]).get(run_id, "")
                 if state in ("CANCELLING", "CANCELLED"):
                     self.rt.store.dismiss(job.id, job.namespace)
@@ -182,12 +186,35 @@ class PrefectWorker(Worker):
             records.append((time.time(), logging.INFO if status is StatusCode.successful else logging.ERROR,
                             "ogcflow.jobs", f"job {job.id}: {message}"))
             root.removeHandler(handler)
-            api.post_logs(run_id, records)
-            api.set_state(run_id, "COMPLETED" if status is StatusCode.successful else "FAILED",
-                          message=None if status is StatusCode.successful else message)
+            final = "COMPLETED" if status is StatusCode.successful else "FAILED"
+            self._end_run(api, run_id, started=answer is not None, final=final,
+                          message=None if status is StatusCode.successful else message, records=records)
         finally:
             root.removeHandler(handler)
             api.close()
+
+    @staticmethod
+    def _end_run(api: PrefectSync, run_id: str, *, started: bool, final: str, message: str | None,
+                 records: list[tuple[float, int, str, str]], patience: float = 60.0) -> None:
+        """Bring the flow run to the job's end (and its logs), retrying while Prefect is unreachable: the job
+        itself is recorded already."""
+        deadline = time.monotonic() + patience
+        delay = 0.5
+        while True:
+            try:
+                if not started:
+                    api.set_state(run_id, "RUNNING")
+                    started = True
+                api.post_logs(run_id, records)
+                records = []
+                api.set_state(run_id, final, message=message)
+                return
+            except ServiceUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    log.warning("flow run %s left behind (%s would be its state): %s", run_id, final, exc)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _job_log(self, job: Job | None, limit: int = 1000) -> list[tuple[float, int, str, str]]:
         """The last lines of the job's own log, as log records of its flow run."""
