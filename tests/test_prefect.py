@@ -203,7 +203,9 @@ def test_lost_worker_fails_the_job_and_crashes_the_run(pc: httpx.Client, pserver
     assert wait_for(pc, f"/jobs/{again['jobID']}")["status"] == "successful"
 
 
-def test_prefect_unreachable_is_said_not_hidden(tmp_path: Path) -> None:
+@pytest.fixture
+def behind_proxy(tmp_path: Path) -> Iterator[tuple[Server, Proxy, httpx.Client]]:
+    """A server (API and worker) that reaches Prefect through a relay the test can cut."""
     prefect_url = httpx.URL(os.environ["PREFECT_API_URL"])
     proxy = Proxy((prefect_url.host, prefect_url.port or 80))
     env = store_env("prefect")
@@ -211,44 +213,41 @@ def test_prefect_unreachable_is_said_not_hidden(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data", env=env).start()
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as c:
-            done = submit(c, "hello-world", {"name": "before"})
-            assert wait_for(c, f"/jobs/{done['jobID']}")["status"] == "successful"
-            running = submit(c, "sleep", {"seconds": 30})
-            wait_for(c, f"/jobs/{running['jobID']}", statuses=("running",))
-            proxy.cut()
-            doc = validate_exception(c.post("/processes/hello-world/execution", json={"inputs": {"name": "x"}},
-                                            headers={"Prefer": "respond-async"}), 503)
-            assert "Prefect" in doc["detail"] and "unreachable" in doc["detail"]
-            validate_exception(c.post("/processes/hello-world/execution", json={"inputs": {"name": "x"}}), 503)
-            listed = c.get("/jobs", params={"limit": 100}).json()["jobs"]
-            assert {j["jobID"] for j in listed} == {done["jobID"], running["jobID"]}  # not empty, nothing new
-            assert c.get(f"/jobs/{done['jobID']}").json()["status"] == "successful"
-            assert c.get(f"/jobs/{done['jobID']}/results").text == "Hello before!"
-            time.sleep(1.1)  # Prefect is asked about an active job at most once a second
-            validate_exception(c.get(f"/jobs/{running['jobID']}"), 503)
-            # the work goes on without Prefect (its flow run is brought up to date when Prefect is back)
-            assert srv.query("select status from jobs where id = :id", id=running["jobID"]) == [("running",)]
-            assert c.delete(f"/jobs/{running['jobID']}").json()["status"] == "dismissed"
+            yield srv, proxy, c
     finally:
         srv.stop()
         proxy.close()
 
 
-def test_a_job_outlives_a_prefect_outage_and_its_run_catches_up(tmp_path: Path) -> None:
-    prefect_url = httpx.URL(os.environ["PREFECT_API_URL"])
-    proxy = Proxy((prefect_url.host, prefect_url.port or 80))
-    env = store_env("prefect")
-    env["PREFECT_API_URL"] = f"http://127.0.0.1:{proxy.port}/api"
-    srv = Server(tmp_path / "data", env=env).start()
-    try:
-        with httpx.Client(base_url=srv.url, timeout=30) as c:
-            info = submit(c, "sleep", {"seconds": 2})
-            wait_for(c, f"/jobs/{info['jobID']}", statuses=("running",))
-            proxy.cut()  # Prefect gone while the job runs (or before its run is marked Running)
-            time.sleep(1.0)
-            proxy.resume()
-            assert wait_for(c, f"/jobs/{info['jobID']}", timeout=30)["status"] == "successful"
-            assert wait_state(run_id_of(info), ("COMPLETED",), timeout=60) == "COMPLETED"
-    finally:
-        srv.stop()
-        proxy.close()
+def test_prefect_unreachable_is_said_not_hidden(behind_proxy: tuple[Server, Proxy, httpx.Client]) -> None:
+    srv, proxy, c = behind_proxy
+    done = submit(c, "hello-world", {"name": "before"})
+    assert wait_for(c, f"/jobs/{done['jobID']}")["status"] == "successful"
+    running = submit(c, "sleep", {"seconds": 30})
+    wait_for(c, f"/jobs/{running['jobID']}", statuses=("running",))
+    proxy.cut()
+    doc = validate_exception(c.post("/processes/hello-world/execution", json={"inputs": {"name": "x"}},
+                                    headers={"Prefer": "respond-async"}), 503)
+    assert "Prefect" in doc["detail"] and "unreachable" in doc["detail"]
+    validate_exception(c.post("/processes/hello-world/execution", json={"inputs": {"name": "x"}}), 503)
+    listed = c.get("/jobs", params={"limit": 100}).json()["jobs"]
+    assert {j["jobID"] for j in listed} == {done["jobID"], running["jobID"]}  # not empty, nothing new
+    assert c.get(f"/jobs/{done['jobID']}").json()["status"] == "successful"
+    assert c.get(f"/jobs/{done['jobID']}/results").text == "Hello before!"
+    time.sleep(1.1)  # Prefect is asked about an active job at most once a second
+    validate_exception(c.get(f"/jobs/{running['jobID']}"), 503)
+    # the work goes on without Prefect (its flow run is brought up to date when Prefect is back)
+    assert srv.query("select status from jobs where id = :id", id=running["jobID"]) == [("running",)]
+    assert c.delete(f"/jobs/{running['jobID']}").json()["status"] == "dismissed"
+
+
+def test_a_job_outlives_a_prefect_outage_and_its_run_catches_up(
+        behind_proxy: tuple[Server, Proxy, httpx.Client]) -> None:
+    _srv, proxy, c = behind_proxy
+    info = submit(c, "sleep", {"seconds": 2})
+    wait_for(c, f"/jobs/{info['jobID']}", statuses=("running",))
+    proxy.cut()  # Prefect gone while the job runs (or before its run is marked Running)
+    time.sleep(1.0)
+    proxy.resume()
+    assert wait_for(c, f"/jobs/{info['jobID']}", timeout=30)["status"] == "successful"
+    assert wait_state(run_id_of(info), ("COMPLETED",), timeout=60) == "COMPLETED"
