@@ -3,6 +3,7 @@ server (SeaweedFS), synthetic Landsat scenes served over HTTP, masks read back f
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -191,3 +192,48 @@ def test_owslib_submits_and_the_job_page_shows_the_results(client: httpx.Client,
     assert f"s3://{bucket}/{status['jobID']}/{status['jobID']}/{item}/otsu.tif" in table
     browser.find_element(By.PARTIAL_LINK_TEXT, f"{item}.json").click()
     assert f'"collection": "{status["jobID"]}"' in browser.page_source
+
+
+GENERATOR = Path(__file__).resolve().parent.parent / ".venv-tools" / "bin" / "openapi-python-client"
+
+
+def test_a_generated_openapi_client_runs_the_notebook_flow(wb: tuple[Server, str], scenes: Scenes,
+                                                           tmp_path: Path) -> None:
+    """The server's /api turned into a Python client by openapi-python-client, then the user's day with it."""
+    import importlib
+
+    if not GENERATOR.exists():
+        pytest.fail("openapi-python-client is missing: scripts/tools.sh installs it (scripts/test.sh runs it)")
+    srv, bucket = wb
+    (tmp_path / "api.json").write_bytes(httpx.get(srv.url + "/api", timeout=30).content)
+    done = subprocess.run([str(GENERATOR), "generate", "--path", str(tmp_path / "api.json"), "--output-path",
+                           str(tmp_path / "client"), "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "water-bodies" not in done.stdout  # no warning about the flagship's operations or schemas
+    for name in [m for m in sys.modules if m.startswith("ogcflow_client")]:
+        del sys.modules[name]  # a client generated for another server of this module
+    sys.path.insert(0, str(tmp_path / "client"))
+    try:
+        client_mod = importlib.import_module("ogcflow_client")
+        processes = importlib.import_module("ogcflow_client.api.processes.get_processes")
+        execute = importlib.import_module("ogcflow_client.api.processes.execute_water_bodies")
+        get_status = importlib.import_module("ogcflow_client.api.jobs.get_status")
+        get_result = importlib.import_module("ogcflow_client.api.jobs.get_result")
+        models = importlib.import_module("ogcflow_client.models")
+    finally:
+        sys.path.remove(str(tmp_path / "client"))
+    api = client_mod.Client(base_url=srv.url, raise_on_unexpected_status=True, timeout=httpx.Timeout(60))
+    assert "water-bodies" in {p.id for p in processes.sync(client=api).processes}
+    body = models.ExecuteWaterBodies.from_dict({"inputs": _inputs(scenes, "A")})
+    status = execute.sync(client=api, body=body, prefer="respond-async;return=representation")
+    assert isinstance(status, models.StatusInfo) and status.job_id
+    deadline = time.monotonic() + 120
+    while (state := get_status.sync(job_id=status.job_id, client=api).status.value) in ("accepted", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert state == "successful"
+    result = get_result.sync_detailed(job_id=status.job_id, client=api)
+    assert result.status_code == 200
+    fc = json.loads(result.content)
+    href = fc["features"][0]["assets"]["data"]["href"]
+    assert href == f"s3://{bucket}/{status.job_id}/{status.job_id}/{scenes.item_id('A')}/otsu.tif"
