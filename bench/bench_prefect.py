@@ -49,7 +49,7 @@ def pid_gone(pid: int, timeout: float = 30) -> float | None:
             with open(f"/proc/{pid}/stat") as fh:
                 if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
                     return time.perf_counter() - started
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             return time.perf_counter() - started
         time.sleep(0.01)
     return None
