@@ -138,9 +138,6 @@ class Worker:
     def poll_engine(self, now: float) -> None:
         """Periodic work of the engine (e.g. cancellations requested elsewhere)."""
 
-    def ended(self, job_id: str) -> None:
-        """A job process is gone (whatever the reason)."""
-
     def unfinished(self, job_id: str) -> None:
         """A job process ended normally without recording how its job ended."""
         self.lost(job_id, "the job's process ended without recording a result")
@@ -354,7 +351,6 @@ class Worker:
         self._forget(child)
 
     def _forget(self, child: _Child) -> None:
-        self.ended(child.job_id)
         self.children.pop(child.pid, None)
         if child.pidfd >= 0:
             os.close(child.pidfd)

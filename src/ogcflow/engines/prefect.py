@@ -101,7 +101,6 @@ class PrefectWorker(Worker):
         self.target = prefect_target(rt.settings)
         self.api = PrefectSync(self.target)
         self.backlog: list[dict] = []
-        self.runs: dict[str, dict] = {}  # job id -> its flow run as polled (for the job process)
         self.last_poll = 0.0
         self.last_cancel_check = 0.0
         self.prefect_down_since: float | None = None
@@ -146,7 +145,6 @@ class PrefectWorker(Worker):
             if not self.rt.store.mark_running(job.id, worker=self.identity, run_ref=run_id):
                 self.api.set_state(run_id, "CANCELLED", message="the job was dismissed", force=True)
                 continue
-            self.runs[job.id] = run
             return self.rt.store.get(job.id)
         return None
 
@@ -227,9 +225,6 @@ class PrefectWorker(Worker):
             return []
         now = time.time()
         return [(now, logging.INFO, "ogcflow.job-log", line) for line in text.splitlines()[-limit:] if line]
-
-    def ended(self, job_id: str) -> None:
-        self.runs.pop(job_id, None)
 
     def unfinished(self, job_id: str) -> None:
         """A job process that ended without recording an end: cancelled from Prefect, or lost."""

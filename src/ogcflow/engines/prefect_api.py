@@ -135,9 +135,6 @@ class PrefectSync:
                 for when, level, name, message in records]
         self._call("POST", "logs/", "send logs", json=body)
 
-    def delete_run(self, run_id: str) -> None:
-        self._call("DELETE", f"flow_runs/{run_id}", "delete a flow run")
-
 
 class PrefectAsync:
     """Non-blocking calls (the API)."""
