@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ogcflow.callbacks import dispatch_forever
+from ogcflow.children import stop_child
 from ogcflow.engines.base import StoreEngine
 from ogcflow.jobs.service import Runtime, run_job
 from ogcflow.jobs.store import Job, worker_identity
@@ -265,11 +266,7 @@ class Worker:
             self.step_server.stop()
             self.step_server = None
         if self.dispatcher_pid:
-            try:
-                os.kill(self.dispatcher_pid, signal.SIGTERM)
-                os.waitpid(self.dispatcher_pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+            stop_child(self.dispatcher_pid)
             self.dispatcher_pid = None
 
     # -- jobs ---------------------------------------------------------------------------------

@@ -219,15 +219,12 @@ class StepServer:
         return self
 
     def stop(self) -> None:
+        import shutil
+
+        from ogcflow.children import stop_child
+
         os.environ.pop(ENV, None)
         if self.pid:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-                os.waitpid(self.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+            stop_child(self.pid)
             self.pid = 0
-        for name in os.listdir(self.dir) if os.path.isdir(self.dir) else []:
-            os.unlink(os.path.join(self.dir, name))
-        if os.path.isdir(self.dir):
-            os.rmdir(self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
