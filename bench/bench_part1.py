@@ -83,26 +83,29 @@ def list_figures(svc: Service, seconds: float) -> dict[str, float]:
 
 def fill_ogcflow(count: int):
     def prepare(data: Path) -> None:
-        from ogcflow.jobs.store import Job, JobStore, migrate
+        from ogcflow.domain import Job, JobRequest, OutputEntry
+        from ogcflow.models import ResponseMode, StatusCode, TransmissionMode
+        from ogcflow.store import Store, migrate
 
         url = f"sqlite:///{data / 'ogcflow.db'}"
         migrate(url)
-        store = JobStore(url)
+        store = Store(url)
         now = datetime.now(UTC)
         batch = []
         for i in range(count):
             created = now - timedelta(seconds=count - i)
-            batch.append(Job(id=str(uuid.uuid4()), process_id="hello-world", status="successful", created=created,
-                             updated=created, started=created, finished=created, duration=0.001, progress=100,
-                             message="successful", request={"inputs": {"name": f"n{i}"}, "outputs":
-                                                            {"greeting": "value"}, "response": "raw"},
-                             results={"greeting": {"mediaType": "text/plain", "value": f"Hello n{i}!"}},
+            request = JobRequest(inputs={"name": f"n{i}"}, outputs={"greeting": TransmissionMode.value},
+                                 response=ResponseMode.raw)
+            batch.append(Job(id=str(uuid.uuid4()), process_id="hello-world", status=StatusCode.successful,
+                             created=created, updated=created, started=created, finished=created, duration=0.001,
+                             progress=100, message="successful", request=request,
+                             results={"greeting": OutputEntry(media_type="text/plain", value=f"Hello n{i}!")},
                              mode="async"))
             if len(batch) == 10000:
-                store.create_many(batch)
+                store.jobs.create_many(batch)
                 batch = []
         if batch:
-            store.create_many(batch)
+            store.jobs.create_many(batch)
         store.dispose()
     return prepare
 

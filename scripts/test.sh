@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run them: the package with its test extras, Debian's chromium,
 # chromedriver and PostgreSQL; start a private PostgreSQL server, a Prefect server on it and an S3 server
-# (SeaweedFS); then ruff and pytest (arguments go to pytest).
+# (SeaweedFS); then ruff, mypy and pytest (arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -18,6 +18,7 @@ eval "$(scripts/s3.sh start)"
 eval "$(scripts/prefect.sh start)"
 export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy  # strict, on src/ (pyproject.toml [tool.mypy])
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

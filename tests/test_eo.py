@@ -12,9 +12,9 @@ import rasterio
 
 from ogcflow.eo import steps
 from ogcflow.eo.config import StepConfig
+from ogcflow.eo.errors import StepError
 from ogcflow.eo.scenes import generate
 from ogcflow.eo.stageout import stage_out_catalog
-from ogcflow.errors import StepError
 from ogcflow.storage import LocalStorage
 from tests.eo_support import PlanetaryComputer, Scenes, iou
 

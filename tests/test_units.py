@@ -37,32 +37,32 @@ def test_prefer(headers: list[str], async_: bool, wait: float | None, ret: str |
                                  "http:///nohost"])
 def test_private_and_odd_urls_are_refused(url: str) -> None:
     with pytest.raises(URLRefused):
-        check_url(url, Settings(allow_private_urls=False))
+        check_url(url, Settings(allow_private_urls=False).network)
 
 
 def test_policy_can_be_relaxed() -> None:
-    check_url("http://127.0.0.1:9/x", Settings(allow_private_urls=True))
-    check_url("http://127.0.0.1:9/x", Settings(allowed_hosts=["127.0.0.1"]))
+    check_url("http://127.0.0.1:9/x", Settings(allow_private_urls=True).network)
+    check_url("http://127.0.0.1:9/x", Settings(allowed_hosts=["127.0.0.1"]).network)
     with pytest.raises(URLRefused):
-        check_url("ftp://127.0.0.1/x", Settings(allow_private_urls=True))
+        check_url("ftp://127.0.0.1/x", Settings(allow_private_urls=True).network)
 
 
 def test_callbacks_to_private_targets_are_refused_by_default(tmp_path) -> None:
     import httpx
 
-    from ogcflow.callbacks import deliver_due
-    from ogcflow.jobs.service import Runtime
-    from ogcflow.jobs.store import migrate
+    from ogcflow.jobs.callbacks import deliver_due
+    from ogcflow.store import migrate
+    from ogcflow.wiring import build
 
     settings = Settings(data_dir=tmp_path)
-    migrate(settings.db_url)
-    rt = Runtime.from_settings(settings)
-    rt.store.queue_callback("job-1", "http://127.0.0.1:9/hook", {"a": 1})
+    migrate(settings.store.db_url)
+    rt = build(settings).rt
+    rt.store.callbacks.queue("job-1", "http://127.0.0.1:9/hook", {"a": 1})
     with httpx.Client() as client:
         assert deliver_due(rt, client) == 1
-    [cb] = rt.store.callbacks_of("job-1")
-    assert cb["state"] == "failed" and "private" in cb["last_error"]
-    rt.store.dispose()
+    [cb] = rt.store.callbacks.of_job("job-1")
+    assert cb.state == "failed" and cb.last_error and "private" in cb.last_error
+    rt.close()
 
 
 def test_to_oas30() -> None:
@@ -98,8 +98,8 @@ def test_settings_from_yaml(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("OGCFLOW_CONFIG", str(cfg))
     monkeypatch.setenv("OGCFLOW_SYNC_TIMEOUT", "7")
     settings = Settings()
-    assert settings.title == "From YAML"
-    assert settings.sync_timeout == 7  # the environment wins
+    assert settings.server.title == "From YAML"
+    assert settings.server.sync_timeout == 7  # the environment wins
 
 
 SCALAR_SCHEMAS = [
@@ -124,10 +124,11 @@ def test_quick_scalar_check_agrees_with_jsonschema(schema: dict) -> None:
 def test_a_failed_job_keeps_no_partial_files(tmp_path) -> None:
     from ogcflow import models
     from ogcflow.errors import ProcessError
-    from ogcflow.jobs.service import Runtime, new_job, run_job
-    from ogcflow.jobs.store import migrate
+    from ogcflow.jobs.execution import new_job, run_job
     from ogcflow.processes.base import JobContext
     from ogcflow.processes.base import Process as BaseProcess
+    from ogcflow.store import migrate
+    from ogcflow.wiring import build
 
     class HalfWay(BaseProcess):
         description = models.Process(id="half-way", version="1", inputs={}, outputs={})
@@ -138,18 +139,20 @@ def test_a_failed_job_keeps_no_partial_files(tmp_path) -> None:
             raise ProcessError("the upload broke off")
 
     settings = Settings(data_dir=tmp_path)
-    migrate(settings.db_url)
-    rt = Runtime.from_settings(settings)
-    rt.registry.builtins.add(HalfWay())
+    migrate(settings.store.db_url)
+    rt = build(settings).rt
+    rt.catalog.builtins.add(HalfWay())
     job = new_job(HalfWay.description, models.Execute(inputs={}), mode="async", namespace="default",
                   engine="local", base_url="http://x")
-    rt.store.create(job)
-    assert rt.store.mark_running(job.id)
-    assert run_job(rt, rt.store.get(job.id)).value == "failed"
-    ended = rt.store.get(job.id)
-    assert ended.message == "the upload broke off"
+    rt.store.jobs.create(job)
+    assert rt.store.jobs.mark_running(job.id)
+    running = rt.store.jobs.get(job.id, "default")
+    assert running is not None
+    assert run_job(rt, running).value == "failed"
+    ended = rt.store.jobs.get(job.id, "default")
+    assert ended is not None and ended.message == "the upload broke off"
     assert rt.storage.list_job(job.id) == []
-    rt.store.dispose()
+    rt.close()
 
 
 def test_an_unreachable_object_store_is_a_clear_503(monkeypatch) -> None:

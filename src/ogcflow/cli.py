@@ -21,10 +21,14 @@ console = Console(stderr=True)
 
 
 def _settings_help() -> str:
-    lines = ["Settings (environment variables; also keys of the YAML file named by OGCFLOW_CONFIG):", ""]
-    for name, field in Settings.model_fields.items():
-        default = field.default if field.default_factory is None else field.default_factory()
-        lines.append(f"  OGCFLOW_{name.upper()}: {field.description} [default: {default}]")
+    from ogcflow.wiring import settings_groups
+
+    lines = ["Settings (environment variables; also keys of the YAML file named by OGCFLOW_CONFIG, in lower "
+             "case without OGCFLOW_):", ""]
+    for group in settings_groups(Settings()):
+        lines.append(f"{group.group}: {(group.__doc__ or '').strip()}")
+        for variable, description, default in group.describe():
+            lines.append(f"  {variable}: {description} [default: {default}]")
     return "\n\n".join(lines)
 
 
@@ -85,16 +89,17 @@ class _WorkerSupervisor:
 
 def _seed(settings: Settings) -> None:
     """Deploy the shipped packages of OGCFLOW_DEFAULT_PACKAGES that were never deployed by default."""
-    if not settings.default_packages:
+    if not settings.cwl.default_packages:
         return
-    from ogcflow.jobs.service import Runtime
+    from ogcflow.domain import DEFAULT_NAMESPACE
+    from ogcflow.wiring import build
 
-    rt = Runtime.from_settings(settings)
+    server = build(settings)
     try:
-        for process_id in rt.registry.seed(settings.default_packages):
+        for process_id in server.processes().seed(settings.cwl.default_packages, DEFAULT_NAMESPACE):
             console.print(f"deployed the shipped package '{process_id}'")
     finally:
-        rt.store.dispose()
+        server.close()
 
 
 @app.command(epilog=_settings_help())
@@ -111,10 +116,10 @@ def serve(
     """Start the API with its embedded defaults: SQLite store, results on disk, local worker processes."""
     _logging(log_level)
     settings = _load_settings(data_dir=data_dir, engine=engine)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    from ogcflow.jobs.store import migrate
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
+    from ogcflow.store import migrate
 
-    migrate(settings.db_url)
+    migrate(settings.store.db_url)
     _seed(settings)
     import uvicorn
 
@@ -122,8 +127,8 @@ def serve(
     if not no_worker and workers > 0:
         supervisor = _WorkerSupervisor(workers, log_level)
         supervisor.start()
-    console.print(f"ogcflow serving on http://{host}:{port}/ (engine: {settings.engine}, "
-                  f"data: {settings.data_dir.resolve()})")
+    console.print(f"ogcflow serving on http://{host}:{port}/ (engine: {settings.engine.kind}, "
+                  f"data: {settings.store.data_dir.resolve()})")
     try:
         uvicorn.run("ogcflow.api.app:app_factory", factory=True, host=host, port=port, workers=api_workers,
                     loop="uvloop", http="httptools", access_log=False, log_level=log_level,
@@ -143,18 +148,11 @@ def worker(
     """Run jobs of the local engine from the shared store (on this or any other machine)."""
     _logging(log_level)
     settings = _load_settings()
-    from ogcflow.engines.local import Worker
-    from ogcflow.jobs.service import Runtime
-    from ogcflow.jobs.store import migrate
+    from ogcflow.store import migrate
+    from ogcflow.wiring import build, make_worker
 
-    migrate(settings.db_url)
-    worker_class: type[Worker] = Worker
-    if settings.engine == "prefect":
-        from ogcflow.engines.prefect import PrefectWorker
-
-        worker_class = PrefectWorker
-    worker_class(Runtime.from_settings(settings), concurrency=concurrency, callbacks=callbacks,
-                 parent_pid=parent_pid).run()
+    migrate(settings.store.db_url)
+    make_worker(build(settings), concurrency=concurrency, callbacks=callbacks, parent_pid=parent_pid).run()
 
 
 @app.command("demo-data")
@@ -188,10 +186,10 @@ def demo(
 def db_upgrade() -> None:
     """Create or upgrade the store's tables (Alembic)."""
     settings = _load_settings()
-    from ogcflow.jobs.store import migrate
+    from ogcflow.store import migrate
 
     started = time.monotonic()
-    migrate(settings.db_url)
+    migrate(settings.store.db_url)
     _seed(settings)
     console.print(f"store at newest revision ({time.monotonic() - started:.2f} s)")
 

@@ -47,7 +47,7 @@ def submit(url: str, items: list[str], aoi: str, bands: list[str]) -> dict[str, 
     job_url = resp.headers["Location"]
     console.print(f"job submitted: {job_url}")
     while True:
-        status = httpx.get(job_url, timeout=30).json()
+        status: dict[str, Any] = httpx.get(job_url, timeout=30).json()
         if status["status"] not in ("accepted", "running"):
             return status
         time.sleep(0.5)

@@ -122,9 +122,5 @@ class ProcessError(Exception):
     """Raised by a process to fail its job with a clear message (no traceback shown to users)."""
 
 
-class StepError(ProcessError):
-    """An EO step cannot go on; the message says why in the user's terms."""
-
-
 class InputFetchError(ProcessError):
     """An input given by reference could not be fetched."""

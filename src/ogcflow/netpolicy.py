@@ -19,12 +19,16 @@ from ogcflow.errors import InputFetchError
 
 
 class Policy(Protocol):
-    """The settings the policy reads (:class:`ogcflow.settings.Settings` and the steps' configuration)."""
+    """The settings the policy reads (:class:`ogcflow.settings.NetworkSettings` and the steps' configuration)."""
 
-    allow_private_urls: bool
-    allowed_hosts: list[str]
-    fetch_timeout: float
-    fetch_max_bytes: int
+    @property
+    def allow_private_urls(self) -> bool: ...
+    @property
+    def allowed_hosts(self) -> list[str]: ...
+    @property
+    def fetch_timeout(self) -> float: ...
+    @property
+    def fetch_max_bytes(self) -> int: ...
 
 
 class URLRefused(InputFetchError):

@@ -1,126 +1,77 @@
-"""Server settings: environment variables ``OGCFLOW_*`` and an optional YAML file.
+"""Server settings: environment variables ``OGCFLOW_*`` and an optional YAML file, in groups.
 
-The YAML file is named by ``OGCFLOW_CONFIG``; its keys are the field names below (lower case).
-Environment variables win over the file.
+Each group (server, store, network, engine, prefect, cwl; plugins add their own, e.g. ``eo``) reads its own
+variables; the names are flat and stable (``OGCFLOW_JOB_TIMEOUT``, ``OGCFLOW_CWL_CONTAINER_RUNTIME``...).
+The YAML file is named by ``OGCFLOW_CONFIG``; its keys are those names without ``OGCFLOW_``, in lower case.
+Environment variables win over the file; values given to :class:`Settings` win over both.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import Field
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX = "OGCFLOW_"
+
+
+def _yaml_file() -> dict[str, Any]:
+    path = os.environ.get("OGCFLOW_CONFIG")
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        loaded = yaml.safe_load(fh) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: the settings file must hold a mapping")
+    return {str(k).lower(): v for k, v in loaded.items()}
 
 
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by OGCFLOW_CONFIG, if any."""
+    """The keys of the YAML file named by OGCFLOW_CONFIG that belong to one group."""
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        path = os.environ.get("OGCFLOW_CONFIG")
-        self._data: dict[str, Any] = {}
-        if path:
-            with open(path, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: the settings file must hold a mapping")
-            self._data = {str(k).lower(): v for k, v in loaded.items()}
+        self._data = _yaml_file()
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+        assert issubclass(self.settings_cls, SettingsGroup)
+        names = self.settings_cls.flat_names()
+        return {field: self._data[flat] for flat, field in names.items() if flat in self._data}
 
 
-class Settings(BaseSettings):
-    """Every setting of the server, with its default."""
+class SettingsGroup(BaseSettings):
+    """One group of settings. A field's variable is ``env_prefix`` + its name, or its alias."""
 
-    model_config = SettingsConfigDict(env_prefix="OGCFLOW_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True, populate_by_name=True)
+    #: the group's name in ``Settings`` and in ``--help``
+    group: ClassVar[str] = ""
 
-    data_dir: Path = Field(Path(".ogcflow"), description="Where the SQLite store and local results live.")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL of the job store (default: SQLite in the data directory)."
-    )
-    results_url: str | None = Field(None, description="Where results are kept (default: <data_dir>/results).")
-    engine: Literal["local", "prefect"] = Field("local", description="Where jobs run.")
-    public_url: str | None = Field(
-        None, description="Base URL clients see (default: taken from each request)."
-    )
-    title: str = Field("ogcflow", description="Title of the service (landing page).")
-    description: str = Field(
-        "OGC API - Processes server for Earth-observation processing.", description="Service description."
-    )
-    sync_timeout: float = Field(
-        300.0, description="Seconds a synchronous execution may wait before it falls back to async (201)."
-    )
-    job_timeout: float = Field(86400.0, description="Seconds a job may run before it is stopped and failed.")
-    max_body_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (413 above).")
-    fetch_max_bytes: int = Field(100 * 1024 * 1024, description="Largest input fetched by reference.")
-    fetch_timeout: float = Field(30.0, description="Seconds allowed to fetch one input by reference.")
-    allow_private_urls: bool = Field(
-        False,
-        description="Allow inputs by reference and callbacks to loopback/private addresses (off: refused).",
-    )
-    allowed_hosts: list[str] = Field(
-        default_factory=list, description="Hosts always allowed for outbound fetches and callbacks."
-    )
-    callback_retries: int = Field(5, description="Delivery attempts for each callback.")
-    callback_backoff: float = Field(1.0, description="First retry delay of callbacks, doubled each time.")
-    heartbeat_seconds: float = Field(2.0, description="How often a worker marks its running jobs alive.")
-    stale_after_seconds: float = Field(
-        30.0, description="A running job whose worker is silent this long is failed as lost."
-    )
-    poll_interval: float = Field(0.05, description="Seconds between queue polls of an idle local worker.")
-    job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
-    cwl_container_runtime: Literal["none", "docker", "podman", "singularity", "udocker"] = Field(
-        "none", description="Container runtime for CWL steps with DockerRequirement (none: local commands)."
-    )
-    cwl_image_map: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="Container images of CWL tools run as local commands: image name -> the words that "
-                    "replace the tool's baseCommand (JSON in the environment).",
-    )
-    default_packages: list[str] = Field(
-        default_factory=lambda: ["water-bodies"],
-        description="Shipped application packages deployed at first start (an undeploy is not undone).",
-    )
-    cwl_step_images: bool = Field(
-        True, description="Map the container images of the water-bodies steps (crop, norm_diff, otsu, stac) to "
-                          "ogcflow's own implementations when no container runtime is used.",
-    )
-    eo_local_roots: list[Path] = Field(
-        default_factory=list,
-        description="Local directories whose STAC items and assets EO steps may read (other local paths are "
-                    "refused; URLs follow the network policy).",
-    )
-    pc_sas_url: str = Field(
-        "https://planetarycomputer.microsoft.com/api/sas/v1",
-        description="Planetary Computer SAS API that signs asset reads (<url>/token/<collection>).",
-    )
-    pc_signed_hosts: list[str] = Field(
-        default_factory=lambda: ["*.blob.core.windows.net"],
-        description="Hosts (glob patterns, host or host:port) whose asset hrefs are signed with a Planetary "
-                    "Computer token.",
-    )
-    storage_platform: str = Field("ogcflow", description="storage:platform of assets written to S3 results.")
-    admin_token: str | None = Field(
-        None, description="Bearer token that may deploy, replace and undeploy processes (unset: nobody may)."
-    )
-    prefect_api_url: str | None = Field(
-        None, description="Prefect API of the prefect engine (default: the PREFECT_API_URL variable)."
-    )
-    prefect_ui_url: str | None = Field(None, description="Prefect UI that job statuses link to (default: "
-                                                         "the API URL without /api).")
-    prefect_work_pool: str = Field("ogcflow", description="Prefect work pool of ogcflow jobs.")
-    prefect_poll_interval: float = Field(
-        0.5, description="Seconds between polls of the work pool (a submission on the same host wakes the "
-                         "worker at once)."
-    )
+    @classmethod
+    def flat_names(cls) -> dict[str, str]:
+        """Flat name (the variable without ``OGCFLOW_``, lower case) -> field name."""
+        prefix = str(cls.model_config.get("env_prefix", PREFIX))
+        out = {}
+        for name, info in cls.model_fields.items():
+            alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+            variable = alias or (prefix + name)
+            out[variable[len(PREFIX):].lower()] = name
+        return out
+
+    @classmethod
+    def from_flat(cls: type[G], flat: dict[str, Any]) -> G:
+        """The group from the environment and the file, overridden by the flat names given."""
+        names = cls.flat_names()
+        return cls(**{names[k]: v for k, v in flat.items() if k in names})
 
     @classmethod
     def settings_customise_sources(
@@ -133,6 +84,44 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
+    @classmethod
+    def describe(cls) -> Iterator[tuple[str, str, Any]]:
+        """(variable, description, default) of every field, for ``--help``."""
+        for flat, name in cls.flat_names().items():
+            info = cls.model_fields[name]
+            default = info.default if info.default_factory is None else info.default_factory()  # type: ignore[call-arg]
+            yield PREFIX + flat.upper(), info.description or "", default
+
+
+G = TypeVar("G", bound=SettingsGroup)
+
+
+class ServerSettings(SettingsGroup):
+    """The HTTP API."""
+
+    group: ClassVar[str] = "server"
+    public_url: str | None = Field(None, description="Base URL clients see (default: taken from each request).")
+    title: str = Field("ogcflow", description="Title of the service (landing page).")
+    description: str = Field("OGC API - Processes server for Earth-observation processing.",
+                             description="Service description.")
+    sync_timeout: float = Field(
+        300.0, description="Seconds a synchronous execution may wait before it falls back to async (201).")
+    max_body_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (413 above).")
+    job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
+    admin_token: str | None = Field(
+        None, description="Bearer token that may deploy, replace and undeploy processes (unset: nobody may).")
+
+
+class StoreSettings(SettingsGroup):
+    """Where jobs, processes and results are kept."""
+
+    group: ClassVar[str] = "store"
+    data_dir: Path = Field(Path(".ogcflow"), description="Where the SQLite store and local results live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the job store (default: SQLite in the data directory).")
+    results_url: str | None = Field(None, description="Where results are kept (default: <data_dir>/results).")
+    storage_platform: str = Field("ogcflow", description="storage:platform of assets written to S3 results.")
+
     @property
     def db_url(self) -> str:
         if self.database_url:
@@ -141,11 +130,110 @@ class Settings(BaseSettings):
 
     @property
     def results_dir(self) -> Path:
-        if self.results_url and not self.results_url.startswith(("s3://", "file://")):
-            return Path(self.results_url)
         if self.results_url and self.results_url.startswith("file://"):
-            return Path(self.results_url[len("file://") :])
+            return Path(self.results_url[len("file://"):])
+        if self.results_url and not self.results_url.startswith("s3://"):
+            return Path(self.results_url)
         return self.data_dir / "results"
+
+
+class NetworkSettings(SettingsGroup):
+    """The policy of outbound fetches (inputs by reference, callbacks, packages by reference)."""
+
+    group: ClassVar[str] = "network"
+    fetch_max_bytes: int = Field(100 * 1024 * 1024, description="Largest input fetched by reference.")
+    fetch_timeout: float = Field(30.0, description="Seconds allowed to fetch one input by reference.")
+    allow_private_urls: bool = Field(
+        False, description="Allow inputs by reference and callbacks to loopback/private addresses (off: refused).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts always allowed for outbound fetches and callbacks.")
+
+
+class EngineSettings(SettingsGroup):
+    """Where and how jobs run."""
+
+    group: ClassVar[str] = "engine"
+    kind: Literal["local", "prefect"] = Field("local", validation_alias="OGCFLOW_ENGINE",
+                                              description="Where jobs run.")
+    job_timeout: float = Field(86400.0, description="Seconds a job may run before it is stopped and failed.")
+    heartbeat_seconds: float = Field(2.0, description="How often a worker marks its running jobs alive.")
+    stale_after_seconds: float = Field(
+        30.0, description="A running job whose worker is silent this long is failed as lost.")
+    poll_interval: float = Field(0.05, description="Seconds between queue polls of an idle local worker.")
+    callback_retries: int = Field(5, description="Delivery attempts for each callback.")
+    callback_backoff: float = Field(1.0, description="First retry delay of callbacks, doubled each time.")
+
+
+class PrefectSettings(SettingsGroup):
+    """The Prefect engine."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX + "PREFECT_", extra="ignore", frozen=True,
+                                      populate_by_name=True)
+    group: ClassVar[str] = "prefect"
+    api_url: str | None = Field(
+        None, description="Prefect API of the prefect engine (default: the PREFECT_API_URL variable).")
+    ui_url: str | None = Field(None, description="Prefect UI that job statuses link to (default: the API URL "
+                                                 "without /api).")
+    work_pool: str = Field("ogcflow", description="Prefect work pool of ogcflow jobs.")
+    poll_interval: float = Field(
+        0.5, description="Seconds between polls of the work pool (a submission on the same host wakes the "
+                         "worker at once).")
+
+
+class CWLSettings(SettingsGroup):
+    """Application packages whose execution unit is CWL."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX + "CWL_", extra="ignore", frozen=True,
+                                      populate_by_name=True)
+    group: ClassVar[str] = "cwl"
+    container_runtime: Literal["none", "docker", "podman", "singularity", "udocker"] = Field(
+        "none", description="Container runtime for CWL steps with DockerRequirement (none: local commands).")
+    image_map: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Container images of CWL tools run as local commands: image name -> the words that "
+                    "replace the tool's baseCommand (JSON in the environment).")
+    default_packages: list[str] = Field(
+        default_factory=lambda: ["water-bodies"], validation_alias="OGCFLOW_DEFAULT_PACKAGES",
+        description="Shipped application packages deployed at first start (an undeploy is not undone).")
+
+
+class PluginSettings(SettingsGroup):
+    group: ClassVar[str] = "plugins"
+    plugins: list[str] = Field(
+        default_factory=lambda: ["ogcflow.eo.plugin"],
+        description="Modules that extend the server (each has a register function): the default adds "
+                    "Earth observation (STAC stage-out, the water-bodies steps and package).")
+
+
+CORE_GROUPS: tuple[type[SettingsGroup], ...] = (ServerSettings, StoreSettings, NetworkSettings, EngineSettings,
+                                                PrefectSettings, CWLSettings, PluginSettings)
+
+
+class Settings:
+    """Every setting of the server, by group: ``settings.server.title``, ``settings.engine.kind``...
+
+    ``Settings(data_dir=..., engine="prefect")`` takes overrides by flat name (as in the YAML file).
+    Plugins read their own group with :meth:`group`.
+    """
+
+    def __init__(self, **flat: Any) -> None:
+        self.overrides = {k.lower(): v for k, v in flat.items()}
+        self.server = ServerSettings.from_flat(self.overrides)
+        self.store = StoreSettings.from_flat(self.overrides)
+        self.network = NetworkSettings.from_flat(self.overrides)
+        self.engine = EngineSettings.from_flat(self.overrides)
+        self.prefect = PrefectSettings.from_flat(self.overrides)
+        self.cwl = CWLSettings.from_flat(self.overrides)
+        self.plugins = PluginSettings.from_flat(self.overrides).plugins
+        self._groups: dict[type[SettingsGroup], SettingsGroup] = {}
+
+    def group(self, cls: type[G]) -> G:
+        """A plugin's group of settings (read once)."""
+        found = self._groups.get(cls)
+        if found is None:
+            found = self._groups[cls] = cls.from_flat(self.overrides)
+        assert isinstance(found, cls)
+        return found
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,8 @@
-"""Request-scoped context handed to every route."""
+"""What every route receives: the services, the base URL clients see and the request's namespace.
+
+:func:`get_ctx` is the one way in: the routed endpoints (as a dependency) and the fast synchronous path
+both call it, so whatever it checks (the namespace; soon the caller's credentials) holds for every request.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,37 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from ogcflow.engines.base import StoreEngine
-from ogcflow.jobs.service import Runtime
+from ogcflow.domain import DEFAULT_NAMESPACE
+from ogcflow.services.jobs import JobService
+from ogcflow.services.processes import ProcessService
+from ogcflow.settings import Settings
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The application's services, built once (app.state.services)."""
+
+    settings: Settings
+    jobs: JobService
+    processes: ProcessService
+    #: OGCFLOW_PUBLIC_URL without its trailing slash, if set
+    public_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ctx:
-    """The runtime, the engine, the base URL clients see, and the namespace of the request."""
-
-    rt: Runtime
-    engine: StoreEngine
+    jobs: JobService
+    processes: ProcessService
+    settings: Settings
     base_url: str
-    namespace: str = "default"
+    namespace: str = DEFAULT_NAMESPACE
 
 
 _bases: dict[tuple[str, str, str], str] = {}
 
 
-def base_url(request: Request) -> str:
+def base_url(request: Request, public: str | None) -> str:
     """The URL clients reach the API at: OGCFLOW_PUBLIC_URL, else scheme and host of the request."""
-    public = request.app.state.public_url
     if public:
         return public
     scope = request.scope
@@ -39,6 +54,12 @@ def base_url(request: Request) -> str:
     return base
 
 
+def services(request: Request) -> Services:
+    found = request.app.state.services
+    assert isinstance(found, Services)
+    return found
+
+
 async def get_ctx(request: Request) -> Ctx:
-    state = request.app.state
-    return Ctx(rt=state.rt, engine=state.engine, base_url=base_url(request))
+    s = services(request)
+    return Ctx(jobs=s.jobs, processes=s.processes, settings=s.settings, base_url=base_url(request, s.public_url))

@@ -1,25 +1,28 @@
 """A direct route for ``POST /processes/{id}/execution``, the hot path of synchronous work.
 
-It answers exactly as the routed endpoint does (same function, same error handling) but skips the
-framework's middleware stack and route matching, which cost more than the execution of a small process.
-Every other request goes to the FastAPI application unchanged.
+It is the innermost middleware of the application: every middleware added to the app (CORS, access logs,
+authentication...) wraps it, and it calls the same endpoint with the same :func:`ogcflow.api.deps.get_ctx`
+and the same error mapping as the routed one. What it skips is the router's matching and FastAPI's
+dependency solving, which cost more than the execution of a small process.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from starlette.types import Receive, Scope, Send
+from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ogcflow.api.errors import handle_error
+from ogcflow.api.routes.processes import execute
 
 _PREFIX = "/processes/"
 _SUFFIX = "/execution"
 
 
 class ExecutionFastPath:
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.state = app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -32,10 +35,7 @@ class ExecutionFastPath:
         await self.app(scope, receive, send)
 
     async def _execute(self, scope: Scope, receive: Receive, send: Send, process_id: str) -> None:
-        from ogcflow.api.app import handle_error
-        from ogcflow.api.routes.processes import execute
-
-        scope = {**scope, "app": self.app, "path_params": {"processId": process_id}}
+        scope = {**scope, "path_params": {"processId": process_id}}
         request = Request(scope, receive)
         try:
             response: Any = await execute(request)

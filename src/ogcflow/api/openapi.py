@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from ogcflow import __version__
 from ogcflow.processes.base import Process
+from ogcflow.services.processes import ProcessService
 
 
 def to_oas30(node: Any) -> Any:
@@ -62,7 +63,7 @@ def _input_schema(process: Process) -> dict[str, Any]:
     required = []
     for key, desc in process.description.inputs.items():
         one = copy.deepcopy(desc.schema_)
-        value = {"oneOf": [one, {"type": "object", "required": ["href"],
+        value: dict[str, Any] = {"oneOf": [one, {"type": "object", "required": ["href"],
                                  "properties": {"href": {"type": "string", "format": "uri"},
                                                 "type": {"type": "string"}}},
                            {"type": "object", "required": ["value"],
@@ -71,7 +72,7 @@ def _input_schema(process: Process) -> dict[str, Any]:
         if desc.maxOccurs == "unbounded" or desc.maxOccurs > 1:
             value = {"oneOf": [value, {"type": "array", "items": value}]}
         if desc.title or desc.description:
-            value["description"] = desc.description or desc.title
+            value = {**value, "description": desc.description or desc.title}
         props[key] = value
         if desc.minOccurs > 0 and "default" not in desc.schema_:
             required.append(key)
@@ -107,9 +108,9 @@ def _exception_response(description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}}}}
 
 
-def build(app: FastAPI, base_url: str) -> dict[str, Any]:
+def build(app: FastAPI, processes: list[Process], base_url: str) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=__version__, description=app.description, routes=app.routes)
-    doc = to_oas30(doc)
+    doc = dict(to_oas30(doc))
     doc["openapi"] = "3.0.3"
     doc["servers"] = [{"url": base_url}]
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -125,8 +126,7 @@ def build(app: FastAPI, base_url: str) -> dict[str, Any]:
             responses.setdefault("400", _exception_response("Bad request"))
             responses.setdefault("404", _exception_response("Not found"))
             responses.setdefault("500", _exception_response("Server error"))
-    rt = app.state.rt
-    for process in rt.registry:
+    for process in processes:
         pid = process.id
         schemas[f"execute-{pid}"] = to_oas30(_input_schema(process))
         schemas[f"results-{pid}"] = to_oas30(_results_schema(process))
@@ -148,13 +148,15 @@ def build(app: FastAPI, base_url: str) -> dict[str, Any]:
     return doc
 
 
-_cache: dict[tuple[int, str], dict[str, Any]] = {}
+_cache: dict[tuple[str, tuple[int, str], str], dict[str, Any]] = {}
 
 
-def openapi_document(app: FastAPI, base_url: str) -> dict[str, Any]:
-    key = (app.state.registry_version(), base_url)
+def openapi_document(app: FastAPI, service: ProcessService, namespace: str, base_url: str) -> dict[str, Any]:
+    """The document of one namespace (its processes), cached until a deployment there changes them."""
+    key = (namespace, service.version(namespace), base_url)
     doc = _cache.get(key)
     if doc is None:
-        _cache.clear()
-        doc = _cache[key] = build(app, base_url)
+        if len(_cache) > 64:
+            _cache.clear()
+        doc = _cache[key] = build(app, service.all(namespace), base_url)
     return doc

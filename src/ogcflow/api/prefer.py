@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ogcflow.domain import ExecutionPreferences
+
 
 @dataclass(slots=True)
 class Preferences:
@@ -26,6 +28,10 @@ class Preferences:
     @property
     def return_(self) -> str | None:
         return self.values.get("return") or None
+
+    def for_execution(self) -> ExecutionPreferences:
+        return ExecutionPreferences(respond_async=self.respond_async, wait=self.wait,
+                                    return_representation=self.return_ == "representation")
 
 
 def _unquote(value: str) -> str:

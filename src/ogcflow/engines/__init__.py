@@ -1,5 +1,2 @@
-"""Where jobs run. An engine takes accepted jobs from the store and runs them with ``run_job``."""
-
-from ogcflow.engines.base import Engine, get_engine
-
-__all__ = ["Engine", "get_engine"]
+"""Where jobs run: the engine interface (base.py), the local engine (local.py), the worker daemon that runs
+jobs in forked processes (worker.py), the Prefect engine (prefect.py, prefect_api.py)."""

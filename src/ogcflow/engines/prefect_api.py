@@ -17,7 +17,7 @@ from ogcflow.netpolicy import ssl_context
 
 FLOW_NAME = "ogcflow-job"
 #: what executes the deployment's runs (shown in Prefect; runs are executed by `ogcflow worker`)
-ENTRYPOINT = "ogcflow.engines.prefect:PrefectWorker"
+ENTRYPOINT = "ogcflow.engines.prefect:PrefectRuns"
 
 #: Prefect state type -> OGC status
 STATE_TO_STATUS = {

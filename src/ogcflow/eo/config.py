@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ogcflow.settings import Settings
+    from ogcflow.eo.settings import EOSettings
+    from ogcflow.settings import NetworkSettings, Settings
 
 ENV = "OGCFLOW_STEP_CONFIG"
 
@@ -34,7 +35,16 @@ class StepConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StepConfig:
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+        from ogcflow.eo.settings import EOSettings
+
+        return cls.of(settings.store.data_dir, settings.network, settings.group(EOSettings))
+
+    @classmethod
+    def of(cls, data_dir: Path, network: NetworkSettings, eo: EOSettings) -> StepConfig:
+        return cls(data_dir=data_dir, allow_private_urls=network.allow_private_urls,
+                   allowed_hosts=list(network.allowed_hosts), fetch_timeout=network.fetch_timeout,
+                   fetch_max_bytes=network.fetch_max_bytes, eo_local_roots=list(eo.eo_local_roots),
+                   pc_sas_url=eo.pc_sas_url, pc_signed_hosts=list(eo.pc_signed_hosts))
 
     @classmethod
     def current(cls) -> StepConfig:

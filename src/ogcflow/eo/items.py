@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ogcflow.eo.config import StepConfig
-from ogcflow.errors import InputFetchError, StepError
+from ogcflow.eo.errors import StepError
+from ogcflow.errors import InputFetchError
 from ogcflow.netpolicy import check_url, fetch
 
 

@@ -12,14 +12,15 @@ import os
 import socket
 import struct
 import sys
+from typing import NoReturn
 
 
-def _direct(argv):
+def _direct(argv: list[str]) -> NoReturn:
     python = sys.executable
     os.execv(python, [python, "-m", "ogcflow.eo", *argv])
 
 
-def main():
+def main() -> None:
     argv = sys.argv[1:]
     path = os.environ.get("OGCFLOW_STEP_SOCKET")
     if not path:
@@ -29,6 +30,7 @@ def main():
         conn.connect(path)
     except OSError:
         _direct(argv)
+    assert path
     payload = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     socket.send_fds(conn, [struct.pack("!I", len(payload))], [0, 1, 2])
     conn.sendall(payload)

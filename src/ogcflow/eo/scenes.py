@@ -130,8 +130,8 @@ def _footprint_wgs84(scene: Scene) -> tuple[list[float], dict[str, Any]]:
     to_wgs84 = Transformer.from_crs(EPSG, 4326, always_xy=True)
     left, top = scene.origin
     right, bottom = left + SIZE * RES, top - SIZE * RES
-    ring = [to_wgs84.transform(x, y) for x, y in ((left, top), (left, bottom), (right, bottom), (right, top))]
-    ring = [[round(x, 6), round(y, 6)] for x, y in ring]
+    corners = [to_wgs84.transform(x, y) for x, y in ((left, top), (left, bottom), (right, bottom), (right, top))]
+    ring = [[round(x, 6), round(y, 6)] for x, y in corners]
     xs, ys = [p[0] for p in ring], [p[1] for p in ring]
     return [min(xs), min(ys), max(xs), max(ys)], {"type": "Polygon", "coordinates": [ring + [ring[0]]]}
 

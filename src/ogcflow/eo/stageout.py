@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ogcflow.errors import ProcessError
+from ogcflow.processes.base import JobContext, OutputValue
 from ogcflow.storage import ResultStorage, make_key
 
 STORAGE_EXT = "https://stac-extensions.github.io/storage/v1.0.0/schema.json"
@@ -132,3 +133,13 @@ def _collection(job_id: str, features: list[dict[str, Any]], catalog_url: str, c
                   {"rel": "parent", "href": catalog_url, "type": "application/json"},
                   *({"rel": "item", "href": f["links"][0]["href"], "type": GEOJSON} for f in features)],
     }
+
+
+def stac_output(name: str, value: Any, ctx: JobContext) -> OutputValue | None:
+    """CWL output handler: a Directory holding a STAC catalog becomes the job's FeatureCollection, its files
+    staged out to results storage."""
+    if not (isinstance(value, dict) and value.get("class") == "Directory" and value.get("path")
+            and ctx.storage is not None and is_stac_catalog(Path(value["path"]))):
+        return None
+    ctx.progress(95, "staging the STAC catalog out")
+    return OutputValue(value=stage_out_catalog(Path(value["path"]), ctx.job_id, ctx.storage), media_type=GEOJSON)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ogcflow.errors import StepError
+from ogcflow.eo.errors import StepError
 
 if TYPE_CHECKING:
     from ogcflow.eo.config import StepConfig
@@ -32,11 +32,12 @@ def parse_aoi(aoi: str) -> tuple[float, float, float, float]:
         values = ()
     if len(values) != 4 or not values[0] < values[2] or not values[1] < values[3]:
         raise StepError(f"the aoi '{aoi}' is not a bounding box 'minx,miny,maxx,maxy' with min < max")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2], values[3]
 
 
 def _profile(src_profile: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    keep = {k: src_profile[k] for k in ("crs", "transform", "width", "height", "nodata") if k in src_profile}
+    names = ("crs", "transform", "width", "height", "nodata")
+    keep: dict[str, Any] = {k: src_profile[k] for k in names if k in src_profile}
     return {**keep, "count": 1, **COG, **changes}
 
 
@@ -113,7 +114,7 @@ def otsu(raster: Path, out_dir: Path) -> Path:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise StepError("the area of interest holds no valid pixel of the scene (only no-data)")
-    threshold = threshold_otsu(finite)
+    threshold = threshold_otsu(finite)  # type: ignore[no-untyped-call]
     with np.errstate(invalid="ignore"):
         water = (values > threshold).astype("uint8")
     out = Path(out_dir) / "otsu.tif"

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("ogcflow.steps")
 
@@ -87,7 +88,7 @@ def _warm_up() -> None:
                 data[4:12, 4:12] = 16000 - value
                 dst.write(data, 1)
             assets[band] = {"href": f"./{band}.tif", "roles": ["data"], "eo:bands": [{"common_name": band}]}
-        item = {"type": "Feature", "stac_version": "1.0.0", "id": "warm-up", "collection": "warm-up",
+        item: dict[str, Any] = {"type": "Feature", "stac_version": "1.0.0", "id": "warm-up", "collection": "warm-up",
                 "geometry": None, "properties": {"datetime": "2023-10-07T00:00:00Z"}, "links": [],
                 "assets": assets, "stac_extensions": []}
         (root / "item.json").write_text(json.dumps(item), encoding="utf-8")
@@ -112,7 +113,7 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes:
     return data
 
 
-def _run_step(conn: socket.socket, fds: list[int], request: dict) -> None:
+def _run_step(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
     """In the forked step process: become the launcher's step, run it, send the exit status. Never returns."""
     code = 1
     try:

@@ -1,1 +1,1 @@
-"""Job store and job state machine."""
+"""Jobs: running a job and recording it (execution), its outputs (results), its status document, callbacks."""

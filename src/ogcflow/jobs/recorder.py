@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ogcflow.jobs.store import Job, JobStore
+from ogcflow.domain import Job
+from ogcflow.store import JobStore
 
 log = logging.getLogger("ogcflow.jobs")
 

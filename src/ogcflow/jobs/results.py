@@ -4,10 +4,12 @@ are shown (the standard's results document, raw values)."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from ogcflow.domain import JSONObject, JSONValue, Manifest, OutputEntry
 from ogcflow.models import TransmissionMode
 from ogcflow.processes.base import OutputValue
 from ogcflow.storage import ResultStorage
@@ -19,13 +21,11 @@ _EXT = {"application/json": ".json", "text/plain": ".txt", "image/png": ".png", 
         "application/geo+json": ".geojson", "application/octet-stream": ".bin", "application/zip": ".zip"}
 
 
-def store_outputs(job_id: str, outputs: dict[str, Any], requested: dict[str, TransmissionMode],
-                  storage: ResultStorage) -> dict[str, dict[str, Any]]:
-    """Keep the requested outputs; return the manifest ``{output_id: entry}`` saved with the job.
-
-    An entry is ``{"mediaType", "value"}`` (JSON kept inline) or ``{"mediaType", "key", "size", "binary"}``.
-    """
-    manifest: dict[str, dict[str, Any]] = {}
+def store_outputs(job_id: str, outputs: Mapping[str, Any], requested: Mapping[str, TransmissionMode],
+                  storage: ResultStorage) -> Manifest:
+    """Keep the requested outputs (plain values or :class:`OutputValue`); return the manifest saved with the
+    job."""
+    manifest: Manifest = {}
     for output_id, mode in requested.items():
         if output_id not in outputs:
             continue
@@ -36,35 +36,34 @@ def store_outputs(job_id: str, outputs: dict[str, Any], requested: dict[str, Tra
         name = output_id + _EXT.get((media or JSON).split(";")[0], ".bin")
         if out.path is not None:
             key = storage.put_file(job_id, name, out.path)
-            manifest[output_id] = {"mediaType": media or "application/octet-stream", "key": key,
-                                   "size": storage.size(key), "binary": True}
+            manifest[output_id] = OutputEntry(media_type=media or "application/octet-stream", key=key,
+                                              size=storage.size(key), binary=True)
         elif isinstance(out.value, bytes | bytearray):
             key = storage.put_bytes(job_id, name, bytes(out.value))
-            manifest[output_id] = {"mediaType": media or "application/octet-stream", "key": key,
-                                   "size": len(out.value), "binary": True}
+            manifest[output_id] = OutputEntry(media_type=media or "application/octet-stream", key=key,
+                                              size=len(out.value), binary=True)
         else:
             encoded = orjson.dumps(out.value)
             if len(encoded) > INLINE_LIMIT or mode is TransmissionMode.reference:
                 key = storage.put_bytes(job_id, name, encoded)
-                manifest[output_id] = {"mediaType": media or JSON, "key": key, "size": len(encoded),
-                                       "binary": False}
+                manifest[output_id] = OutputEntry(media_type=media or JSON, key=key, size=len(encoded))
             else:
-                manifest[output_id] = {"mediaType": media or JSON, "value": out.value}
+                manifest[output_id] = OutputEntry(media_type=media or JSON, value=out.value)
     return manifest
 
 
-def load_value(entry: dict[str, Any], storage: ResultStorage) -> Any:
+def load_value(entry: OutputEntry, storage: ResultStorage) -> JSONValue | bytes:
     """The output's value: JSON data, or bytes for a binary output."""
-    if "value" in entry:
-        return entry["value"]
-    data = storage.read(entry["key"])
-    return data if entry.get("binary") else orjson.loads(data)
+    if entry.key is None:
+        return entry.value
+    data = storage.read(entry.key)
+    return data if entry.binary else orjson.loads(data)
 
 
-def raw_body(entry: dict[str, Any], storage: ResultStorage) -> tuple[bytes, str]:
+def raw_body(entry: OutputEntry, storage: ResultStorage) -> tuple[bytes, str]:
     """The output as a response body of its own media type."""
     value = load_value(entry, storage)
-    media = entry.get("mediaType") or JSON
+    media = entry.media_type or JSON
     if isinstance(value, bytes):
         return value, media
     if isinstance(value, str) and not media.endswith("json"):
@@ -76,10 +75,10 @@ def output_href(base_url: str, job_id: str, output_id: str) -> str:
     return f"{base_url}/jobs/{job_id}/results/{output_id}"
 
 
-def document_entry(output_id: str, entry: dict[str, Any], mode: TransmissionMode, base_url: str,
-                   job_id: str, storage: ResultStorage) -> Any:
+def document_entry(output_id: str, entry: OutputEntry, mode: TransmissionMode, base_url: str,
+                   job_id: str, storage: ResultStorage) -> JSONValue:
     """One output in the results document (inlineOrRefData)."""
-    media = entry.get("mediaType") or JSON
+    media = entry.media_type or JSON
     if mode is TransmissionMode.reference:
         return {"href": output_href(base_url, job_id, output_id), "type": media, "rel": "related",
                 "title": output_id}
@@ -96,10 +95,10 @@ def document_entry(output_id: str, entry: dict[str, Any], mode: TransmissionMode
     return value
 
 
-def results_document(job_id: str, manifest: dict[str, dict[str, Any]], modes: dict[str, str],
-                     base_url: str, storage: ResultStorage) -> dict[str, Any]:
+def results_document(job_id: str, manifest: Manifest, modes: Mapping[str, TransmissionMode],
+                     base_url: str, storage: ResultStorage) -> JSONObject:
     return {
-        output_id: document_entry(output_id, entry, TransmissionMode(modes.get(output_id, "value")),
+        output_id: document_entry(output_id, entry, modes.get(output_id, TransmissionMode.value),
                                   base_url, job_id, storage)
         for output_id, entry in manifest.items()
     }

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from ogcflow.jobs.schema import metadata
+from ogcflow.store.schema import metadata
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
@@ -22,6 +22,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
+    assert url is not None, "sqlalchemy.url is not set"
     engine = create_engine(url)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)

@@ -39,7 +39,8 @@ def map_images(document: dict[str, Any], image_map: dict[str, list[str]]) -> dic
     import copy
 
     doc = copy.deepcopy(document)
-    objects = doc.get("$graph") if isinstance(doc.get("$graph"), list) else [doc]
+    graph = doc.get("$graph")
+    objects: list[Any] = graph if isinstance(graph, list) else [doc]
     for obj in objects:
         if not isinstance(obj, dict) or obj.get("class") != "CommandLineTool":
             continue

@@ -169,7 +169,7 @@ def _type_schema(t: Any, where: str) -> tuple[dict[str, Any], bool]:
         schemas = [_type_schema(a, where)[0] for a in alts]
         return (schemas[0] if len(schemas) == 1 else {"oneOf": schemas}), nullable
     if isinstance(t, str):
-        name = _short(t) if "#" in t else t
+        name = str(_short(t) if "#" in t else t)
         if name in _SCALARS:
             return dict(_SCALARS[name]), False
         if name in ("File", "Directory", "stdout", "stderr"):
@@ -180,13 +180,13 @@ def _type_schema(t: Any, where: str) -> tuple[dict[str, Any], bool]:
         if name == "null":
             return {}, True
         raise InvalidPackage(f"{where}: the CWL type '{name}' is not supported")
-    kind = getattr(t, "type_", None) or getattr(t, "type", None)
-    if kind == "array":
+    composite = getattr(t, "type_", None) or getattr(t, "type", None)
+    if composite == "array":
         items, _ = _type_schema(t.items, where + "[]")
         return {"type": "array", "items": items}, False
-    if kind == "enum":
+    if composite == "enum":
         return {"type": "string", "enum": [_short(s) for s in t.symbols]}, False
-    if kind == "record":
+    if composite == "record":
         props, required = {}, []
         for f in t.fields or []:
             fs, nullable = _type_schema(f.type_, f"{where}.{_short(f.name)}")

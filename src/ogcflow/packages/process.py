@@ -12,29 +12,28 @@ from urllib.parse import urlsplit
 import yaml
 
 from ogcflow import models
-from ogcflow.eo.config import ENV as STEP_CONFIG_ENV
-from ogcflow.eo.config import StepConfig
-from ogcflow.eo.packages import STEP_IMAGES
-from ogcflow.eo.stageout import is_stac_catalog, stage_out_catalog
-from ogcflow.eo.stepserver import ENV as STEP_SOCKET_ENV
 from ogcflow.errors import InputFetchError
 from ogcflow.netpolicy import fetch
 from ogcflow.packages.containers import map_images
-from ogcflow.packages.runner import load_package, package_file, run_package
+from ogcflow.packages.hooks import CWLHooks, CWLValue
+from ogcflow.packages.runner import load_package, package_file, run_package, warm_up
 from ogcflow.processes.base import JobContext, OutputValue, Process
-from ogcflow.settings import Settings
+from ogcflow.processes.catalog import ProcessFactory
+from ogcflow.settings import CWLSettings, NetworkSettings
+from ogcflow.store.processes import ProcessRecord
 
 #: variables of the server's environment that steps see too (GDAL/PROJ tuning, proxies, CA bundles)
 STEP_ENV_PREFIXES = ("GDAL_", "CPL_", "PROJ_", "VSI_", "CURL_CA_BUNDLE", "SSL_CERT_", "REQUESTS_CA_BUNDLE",
                      "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
-def step_environment(settings: Settings) -> dict[str, str]:
+def step_environment(hooks: CWLHooks) -> dict[str, str]:
     """The environment of CWL steps besides the package's EnvVarRequirement."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if k.startswith(STEP_ENV_PREFIXES) or k == STEP_SOCKET_ENV}
-    env[STEP_CONFIG_ENV] = StepConfig.from_settings(settings).to_env()
+    env = {k: v for k, v in os.environ.items() if k.startswith(STEP_ENV_PREFIXES)}
+    for more in hooks.step_env:
+        env.update(more())
     return env
 
 
@@ -42,18 +41,20 @@ class CWLProcess(Process):
     """A process whose execution unit is a CWL document."""
 
     def __init__(self, description: models.Process, package: str, entry: str, inputs_kind: dict[str, str],
-                 settings: Settings) -> None:
+                 settings: CWLSettings, network: NetworkSettings, hooks: CWLHooks) -> None:
         self.description = description
         self.package = package
         self.entry = entry
         self.inputs_kind = inputs_kind
         self.settings = settings
+        self.network = network
+        self.hooks = hooks
         self._file: Path | None = None
 
     def _stage(self, url: str, kind: str, where: Path) -> dict[str, Any]:
         if kind.startswith("Directory"):
             return {"class": "Directory", "location": url}
-        data, _media = fetch(url, self.settings)
+        data, _media = fetch(url, self.network)
         name = PurePosixPath(urlsplit(url).path).name or "input"
         where.mkdir(parents=True, exist_ok=True)
         target = where / name
@@ -65,20 +66,19 @@ class CWLProcess(Process):
         in a file named after its content."""
         if self._file is None:
             text = self.package
-            if self.settings.cwl_container_runtime == "none" and "DockerRequirement" in self.package:
-                images = {**STEP_IMAGES, **self.settings.cwl_image_map} if self.settings.cwl_step_images \
-                    else self.settings.cwl_image_map
+            if self.settings.container_runtime == "none" and "DockerRequirement" in self.package:
+                images = {**self.hooks.images, **self.settings.image_map}
                 text = yaml.safe_dump(map_images(yaml.safe_load(self.package), images), sort_keys=False)
             self._file = package_file(text)
         return self._file
 
     def prepare(self) -> None:
         """Load the package with cwltool in this process, so that job processes forked from it don't."""
-        load_package(self._runnable(), self.entry, self.settings.cwl_container_runtime)
+        load_package(self._runnable(), self.entry, self.settings.container_runtime)
 
-    def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, OutputValue]:
         package = self._runnable()
-        runtime = self.settings.cwl_container_runtime
+        runtime = self.settings.container_runtime
         order: dict[str, Any] = {}
         for name, value in inputs.items():
             kind = self.inputs_kind.get(name)
@@ -94,21 +94,19 @@ class CWLProcess(Process):
         ctx.progress(5, "running the CWL package")
         ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
         run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime,
-                          env=step_environment(self.settings), on_step=lambda what: ctx.progress(None, what))
-        outputs: dict[str, Any] = {}
+                          env=step_environment(self.hooks), on_step=lambda what: ctx.progress(None, what))
+        outputs: dict[str, OutputValue] = {}
         for name in self.description.outputs:
             if name in run.outputs:
                 outputs[name] = self._output(name, run.outputs[name], ctx)
         return outputs
 
-    @staticmethod
-    def _output(name: str, value: Any, ctx: JobContext) -> Any:
+    def _output(self, name: str, value: CWLValue, ctx: JobContext) -> OutputValue:
+        for handler in self.hooks.output_handlers:
+            handled = handler(name, value, ctx)
+            if handled is not None:
+                return handled
         workdir = ctx.workdir
-        if isinstance(value, dict) and value.get("class") == "Directory" and value.get("path") \
-                and ctx.storage is not None and is_stac_catalog(Path(value["path"])):
-            ctx.progress(95, "staging the STAC catalog out")
-            return OutputValue(value=stage_out_catalog(Path(value["path"]), ctx.job_id, ctx.storage),
-                               media_type="application/geo+json")
         if isinstance(value, dict) and value.get("class") == "File" and value.get("path"):
             path = Path(value["path"])
             media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -124,3 +122,26 @@ class CWLProcess(Process):
             archive = shutil.make_archive(str(workdir / f"{name}-archive"), "zip", bundle)
             return OutputValue(path=Path(archive), media_type="application/zip")
         return OutputValue(value=value, media_type="application/json")
+
+
+def cwl_factory(settings: CWLSettings, network: NetworkSettings, hooks: CWLHooks) -> ProcessFactory:
+    """Builds the process of a deployed CWL package (registered in the catalog for the ``cwl`` kind)."""
+
+    def build(record: ProcessRecord) -> Process:
+        return CWLProcess(models.Process.model_validate(record.description), record.package, record.entry,
+                          record.inputs_kind, settings, network, hooks)
+
+    return build
+
+
+class CWLWarmUp:
+    """A worker plugin: import cwltool and build its CWL schema loaders once, before any fork (0.6 s cold,
+    12 ms warm per run)."""
+
+    order = 10
+
+    def start(self) -> None:
+        warm_up()
+
+    def stop(self) -> None:
+        return None

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,11 @@ def package_file(text: str) -> Path:
 
         _FILES.append(tempfile.mkdtemp(prefix="ogcflow-packages-"))
         pid = os.getpid()  # job processes end with os._exit: only the process that made it removes it
-        atexit.register(lambda: os.getpid() == pid and shutil.rmtree(_FILES[0], ignore_errors=True))
+        def remove() -> None:
+            if os.getpid() == pid:
+                shutil.rmtree(_FILES[0], ignore_errors=True)
+
+        atexit.register(remove)
     path = Path(_FILES[0]) / f"{hashlib.sha256(text.encode()).hexdigest()}.cwl"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.part")
@@ -252,4 +256,5 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
         cwl_logger.setLevel(old_level)
         cwl_logger.propagate = old_propagate
         handler.close()
-    return CWLRun(outputs=_with_paths(dict(outputs or {})), log_path=log_path)
+    found: dict[str, Any] = dict(outputs) if isinstance(outputs, Mapping) else {}
+    return CWLRun(outputs=_with_paths(found), log_path=log_path)

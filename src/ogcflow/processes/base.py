@@ -95,13 +95,3 @@ class ProcessRegistry:
 
     def __len__(self) -> int:
         return len(self._processes)
-
-
-def default_registry() -> ProcessRegistry:
-    """The built-in processes."""
-    from ogcflow.processes.builtin import EchoProcess, HelloWorldProcess, SleepProcess
-
-    registry = ProcessRegistry()
-    for process in (EchoProcess(), HelloWorldProcess(), SleepProcess()):
-        registry.add(process)
-    return registry

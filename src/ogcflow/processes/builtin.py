@@ -8,7 +8,7 @@ from typing import Any
 from ogcflow import models
 from ogcflow.errors import ProcessError
 from ogcflow.models import JobControlOption
-from ogcflow.processes.base import JobContext, OutputValue, Process
+from ogcflow.processes.base import JobContext, OutputValue, Process, ProcessRegistry
 
 _ALL_CONTROL = [JobControlOption.sync_execute, JobControlOption.async_execute, JobControlOption.dismiss]
 
@@ -142,3 +142,11 @@ class SleepProcess(Process):
         if inputs.get("fail"):
             raise ProcessError(f"failed on purpose after {seconds:g} s (fail=true)")
         return {"slept": OutputValue(value=round(time.monotonic() - start, 3), media_type="application/json")}
+
+
+def builtin_processes() -> ProcessRegistry:
+    """The built-in processes, visible in every namespace."""
+    registry = ProcessRegistry()
+    for process in (EchoProcess(), HelloWorldProcess(), SleepProcess()):
+        registry.add(process)
+    return registry

@@ -113,6 +113,7 @@ def _scalar_check(schema: dict[str, Any], value: Any) -> str | None:
     if "enum" in schema and value not in schema["enum"]:
         return f"{value!r} is not one of {schema['enum']!r}"
     if kind == "string":
+        assert isinstance(value, str)
         if len(value) < schema.get("minLength", 0):
             return f"{value!r} is too short"
         if "maxLength" in schema and len(value) > schema["maxLength"]:
@@ -143,7 +144,7 @@ def _occurrences(value: Any, desc: models.InputDescription) -> list[Any]:
         return [value]
     if desc.schema_.get("type") != "array":
         return list(value)
-    repeats = desc.maxOccurs == "unbounded" or (isinstance(desc.maxOccurs, int) and desc.maxOccurs > 1)
+    repeats = desc.maxOccurs == "unbounded" or desc.maxOccurs > 1
     if repeats and value and all(isinstance(v, list) for v in value):
         return list(value)
     return [value]
@@ -236,7 +237,7 @@ def resolve_inputs(process: models.Process, raw: dict[str, Any], fetch: Any) -> 
     """
     out: dict[str, Any] = {}
     for input_id, desc in process.inputs.items():
-        many = desc.maxOccurs == "unbounded" or (isinstance(desc.maxOccurs, int) and desc.maxOccurs > 1)
+        many = desc.maxOccurs == "unbounded" or desc.maxOccurs > 1
         if input_id not in raw:
             if "default" in desc.schema_:
                 out[input_id] = [desc.schema_["default"]] if many else desc.schema_["default"]

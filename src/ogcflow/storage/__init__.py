@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from ogcflow.storage.local import LocalStorage, ResultStorage, make_key
 
 if TYPE_CHECKING:
-    from ogcflow.settings import Settings
+    from ogcflow.settings import StoreSettings
 
 __all__ = ["LocalStorage", "ResultStorage", "make_key", "make_storage"]
 
 
-def make_storage(settings: Settings) -> ResultStorage:
+def make_storage(settings: StoreSettings) -> ResultStorage:
     """The results storage the settings name (``OGCFLOW_RESULTS_URL``: a path, ``file://`` or ``s3://``)."""
     if settings.results_url and settings.results_url.startswith("s3://"):
         from ogcflow.storage.s3 import S3Storage

@@ -106,7 +106,7 @@ class S3Storage:
 
     def read(self, key: str) -> bytes:
         with _failures("read a file"):
-            return self.fs.cat_file(self._path(key))
+            return bytes(self.fs.cat_file(self._path(key)))
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
         with _failures("read a file"), self.fs.open(self._path(key), "rb", block_size=CHUNK) as fh:

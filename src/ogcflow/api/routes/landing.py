@@ -39,7 +39,7 @@ OAS_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
             response_model=models.LandingPage)
 def landing(request: Request, ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     b = ctx.base_url
-    settings = ctx.rt.settings
+    settings = ctx.settings.server
     links = [
         models.Link(href=b + "/", rel="self", type="application/json", title="this document"),
         models.Link(href=b + "/?f=html", rel="alternate", type="text/html", title="this document as HTML"),
@@ -71,6 +71,6 @@ def api_definition(request: Request, ctx: Annotated[Ctx, Depends(get_ctx)]) -> R
         return render_html("api.html", base=ctx.base_url, title="API documentation")
     from ogcflow.api.openapi import openapi_document
 
-    doc = openapi_document(request.app, ctx.base_url)
+    doc = openapi_document(request.app, ctx.processes, ctx.namespace, ctx.base_url)
     return JSONResp(doc, media_type=OAS_MEDIA if "openapi" in request.headers.get("accept", "") else
                     "application/json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import orjson
@@ -14,14 +13,12 @@ from starlette.routing import Route
 from ogcflow import models
 from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.negotiation import JSONResp, respond
-from ogcflow.api.prefer import Preferences, parse_prefer
-from ogcflow.api.results import failure, results_response
-from ogcflow.errors import InvalidInput, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
-from ogcflow.jobs.service import execute_process, new_job, status_info
-from ogcflow.jobs.store import utcnow
-from ogcflow.models import JobControlOption, StatusCode
-from ogcflow.processes.base import JobContext, Process
-from ogcflow.processes.inputs import check_request, has_references
+from ogcflow.api.prefer import parse_prefer
+from ogcflow.api.results import results_response
+from ogcflow.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ogcflow.jobs.status import status_info
+from ogcflow.processes.base import Process
+from ogcflow.services.jobs import job_failure
 
 router = APIRouter(tags=["Processes"])
 
@@ -48,19 +45,17 @@ def list_processes(
     limit: Annotated[int, Query(ge=1, description="Most processes in one page")] = 100,
     offset: Annotated[int, Query(ge=0, description="Processes to skip")] = 0,
 ) -> Response:
-    limit = min(limit, ctx.rt.settings.job_list_max)
-    catalog = ctx.rt.registry
-    everything = catalog.all(ctx.namespace)
-    page = everything[offset: offset + limit]
+    limit = min(limit, ctx.settings.server.job_list_max)
+    found = ctx.processes.page(ctx.namespace, limit, offset)
     b = ctx.base_url
-    summaries = [describe(p, b, not catalog.is_builtin(p.id)).summary() for p in page]
+    summaries = [describe(o.process, b, o.mutable).summary() for o in found.processes]
     links = [
         models.Link(href=f"{b}/processes?limit={limit}&offset={offset}", rel="self", type="application/json",
                     title="this list"),
         models.Link(href=f"{b}/processes?limit={limit}&offset={offset}&f=html", rel="alternate",
                     type="text/html", title="this list as HTML"),
     ]
-    if offset + limit < len(everything):
+    if found.more:
         links.append(models.Link(href=f"{b}/processes?limit={limit}&offset={offset + limit}", rel="next",
                                  type="application/json", title="next page"))
     if offset > 0:
@@ -74,8 +69,9 @@ def list_processes(
             response_model=models.Process)
 def describe_process(request: Request, processId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    process = ctx.rt.registry.get(processId, ctx.namespace)
-    body = describe(process, ctx.base_url, not ctx.rt.registry.is_builtin(processId)).dump()
+    offered = ctx.processes.get(ctx.namespace, processId)
+    process = offered.process
+    body = describe(process, ctx.base_url, offered.mutable).dump()
     return respond(request, body, "process.html", base=ctx.base_url, title=process.description.title or
                    process.id)
 
@@ -112,76 +108,29 @@ def parse_execute(data: Any) -> models.Execute:
         raise InvalidInput(f"execute request: {where}: {err['msg']}") from None
 
 
-def choose_mode(process: Process, prefs: Preferences) -> tuple[str, list[str]]:
-    """``sync`` or ``async`` and the preferences applied (OGC 18-062r2, 7.11.2.3)."""
-    options = process.description.jobControlOptions
-    can_sync = JobControlOption.sync_execute in options
-    can_async = JobControlOption.async_execute in options
-    if can_async and (prefs.respond_async or not can_sync):
-        applied = ["respond-async"] if prefs.respond_async else []
-        if prefs.return_ == "representation":
-            applied.append("return=representation")
-        return "async", applied
-    if not can_sync:
-        raise InvalidParameter(f"process '{process.id}' cannot be executed")
-    return "sync", ([f"wait={prefs.wait:g}"] if prefs.wait is not None else [])
-
-
 async def execute(request: Request) -> Response:
     """POST /processes/{processId}/execution. A plain Starlette endpoint: it is the hot path, so it skips
-    FastAPI's dependency solving; /api documents it (api/openapi.py)."""
+    FastAPI's dependency solving (it calls the same :func:`get_ctx`); /api documents it (api/openapi.py)."""
     ctx = await get_ctx(request)
-    process = ctx.rt.registry.get(request.path_params["processId"], ctx.namespace)
-    req = parse_execute(await read_json_body(request, ctx.rt.settings.max_body_bytes))
-    check_request(process.description, req)
-    prefs = parse_prefer(request.headers.getlist("prefer"))
-    mode, applied = choose_mode(process, prefs)
-    rt = ctx.rt
-    headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
-    engine_name = ctx.engine.name
-    if (mode == "sync" and process.inline and ctx.engine.inline_sync and req.subscriber is None
-            and not has_references(req.inputs)):
-        job = new_job(process.description, req, mode="sync", namespace=ctx.namespace, engine="inline",
-                      base_url=ctx.base_url)
-        job.started = utcnow()
-        status, manifest, error, message = execute_process(rt, job, JobContext(job_id=job.id,
-                                                                               workdir=rt.settings.data_dir))
-        job.status, job.results, job.error, job.message = status.value, manifest, error, message
-        job.finished = job.updated = utcnow()
-        job.duration = (job.finished - job.started).total_seconds()
-        job.progress = 100 if status is StatusCode.successful else job.progress
-        resp = results_response(job, ctx.base_url, rt.storage) if status is StatusCode.successful else None
-        if "reference" in job.request["outputs"].values():
-            await asyncio.to_thread(rt.store.create, job)  # the response links to the job's outputs
+    process = ctx.processes.get(ctx.namespace, request.path_params["processId"]).process  # 404 before the body
+    req = parse_execute(await read_json_body(request, ctx.settings.server.max_body_bytes))
+    prefs = parse_prefer(request.headers.getlist("prefer")).for_execution()
+    run = await ctx.jobs.execute(ctx.namespace, process, req, prefs, ctx.base_url)
+    headers = {"Preference-Applied": ", ".join(run.applied)} if run.applied else {}
+    job = run.job
+    if run.done:
+        if job.error is not None:
+            err = job_failure(job)
+            resp: Response = JSONResp(err.document(), status_code=err.status)
         else:
-            request.app.state.recorder.add(job)
-        if resp is None:
-            err = failure(job)
-            resp = JSONResp(err.document(), status_code=err.status)
+            resp = results_response(job, ctx.base_url, ctx.jobs)
+            if job.engine != "inline":
+                monitor = f'<{run.location}>; rel="monitor"'
+                resp.headers["Link"] = f"{resp.headers['Link']}, {monitor}" if "Link" in resp.headers else monitor
         resp.headers.update(headers)
         return resp
-    job = new_job(process.description, req, mode=mode, namespace=ctx.namespace, engine=engine_name,
-                  base_url=ctx.base_url)
-    await asyncio.to_thread(rt.store.create, job)
-    try:
-        await ctx.engine.submit(job)
-    except Exception:
-        await asyncio.to_thread(rt.store.delete, job.id)  # not accepted after all: keep no trace
-        raise
-    location = f"{ctx.base_url}/jobs/{job.id}"
-    if mode == "sync":
-        timeout = rt.settings.sync_timeout if prefs.wait is None else min(prefs.wait, rt.settings.sync_timeout)
-        done = await ctx.engine.wait(job.id, timeout)
-        if done is not None and done.status_code.finished and done.status != StatusCode.dismissed.value:
-            resp = results_response(done, ctx.base_url, rt.storage)
-            resp.headers.update(headers)
-            monitor = f'<{location}>; rel="monitor"'
-            resp.headers["Link"] = f"{resp.headers['Link']}, {monitor}" if "Link" in resp.headers else monitor
-            return resp
-        job = done or job
-    headers["Location"] = location
-    return JSONResp(status_info(job, ctx.base_url, ctx.engine.run_url(job)).dump(), status_code=201,
-                    headers=headers)
+    headers["Location"] = run.location
+    return JSONResp(status_info(job, ctx.base_url, ctx.jobs.run_url(job)).dump(), status_code=201, headers=headers)
 
 
 router.routes.append(Route("/processes/{processId}/execution", execute, methods=["POST"]))

@@ -9,34 +9,35 @@ import time
 
 import httpx
 
-from ogcflow.jobs.service import Runtime
 from ogcflow.netpolicy import URLRefused, check_url
+from ogcflow.runtime import Runtime
 
 log = logging.getLogger("ogcflow.callbacks")
 
 
 def deliver_due(rt: Runtime, client: httpx.Client) -> int:
     """Attempt every due delivery once; return how many were attempted."""
-    settings = rt.settings
-    due = rt.store.due_callbacks()
+    settings = rt.settings.engine
+    store = rt.store.callbacks
+    due = store.due()
     for cb in due:
-        attempt = cb["attempts"] + 1
+        attempt = cb.attempts + 1
         try:
-            check_url(cb["url"], settings)
-            resp = client.post(cb["url"], json=cb["payload"])
+            check_url(cb.url, rt.settings.network)
+            resp = client.post(cb.url, json=cb.payload)
             if resp.status_code < 300:
-                rt.store.callback_attempted(cb["id"], delivered=True, error=None, retry_in=None)
+                store.attempted(cb.id, delivered=True, error=None, retry_in=None)
                 continue
             error = f"HTTP {resp.status_code}"
         except URLRefused as exc:
-            rt.store.callback_attempted(cb["id"], delivered=False, error=str(exc), retry_in=None)
-            log.warning("callback %s refused: %s", cb["url"], exc)
+            store.attempted(cb.id, delivered=False, error=str(exc), retry_in=None)
+            log.warning("callback %s refused: %s", cb.url, exc)
             continue
         except httpx.HTTPError as exc:
             error = f"{exc.__class__.__name__}: {exc}"
         retry = settings.callback_backoff * (2 ** (attempt - 1)) if attempt < settings.callback_retries else None
-        rt.store.callback_attempted(cb["id"], delivered=False, error=error, retry_in=retry)
-        log.info("callback %s attempt %d failed (%s)%s", cb["url"], attempt, error,
+        store.attempted(cb.id, delivered=False, error=error, retry_in=retry)
+        log.info("callback %s attempt %d failed (%s)%s", cb.url, attempt, error,
                  f"; retry in {retry:g} s" if retry else "; giving up")
     return len(due)
 

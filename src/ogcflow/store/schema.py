@@ -33,7 +33,7 @@ jobs = Table(
     Column("updated", DateTime, nullable=False),
     Column("duration", Float),  # seconds from started to finished, set when the job ends
     Column("request", JSON, nullable=False),  # the execute request: inputs, outputs, response, subscriber
-    Column("results", JSON),  # output id -> stored result (see jobs.results)
+    Column("results", JSON),  # output id -> stored result (see domain.OutputEntry)
     Column("error", JSON),  # exception document of a failed job
     Column("engine", String(32), nullable=False, default="local"),
     Column("worker", String(256)),  # who runs it: host:pid of the local worker, or an engine reference

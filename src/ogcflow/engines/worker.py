@@ -1,0 +1,427 @@
+"""The worker daemon: job slots, one forked process (its own process group) per job, heartbeats, dismissal,
+time limits and recovery. Where jobs come from and how a job process drives them is its :class:`JobSource`
+(the store's queue for the local engine, a work pool's flow runs for Prefect); what must be running before
+jobs fork (a step server, a warm cwltool) comes from :class:`WorkerPlugin` objects.
+
+``ogcflow serve`` starts one worker daemon with ``--workers N`` slots; ``ogcflow worker`` starts one on any
+machine that reaches the store and the results storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from ogcflow.children import stop_child
+from ogcflow.domain import Job
+from ogcflow.jobs.callbacks import dispatch_forever
+from ogcflow.jobs.execution import run_job
+from ogcflow.models import StatusCode
+from ogcflow.runtime import Runtime
+from ogcflow.store import worker_identity
+
+log = logging.getLogger("ogcflow.worker")
+
+WAKE_FIFO = "worker.wake"
+
+
+def wake_workers(data_dir: Path) -> None:
+    """Nudge a local worker of this host that a job waits (a byte into a FIFO); workers elsewhere poll."""
+    try:
+        fd = os.open(data_dir / WAKE_FIFO, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no FIFO or no worker reading it: the workers' polling picks the job up
+        return
+    try:
+        os.write(fd, b"j")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class End(Enum):
+    """How the worker ended a job that its process did not record."""
+
+    lost = "lost"  # failed: killed, crashed, timed out, worker gone
+    stopped = "stopped"  # dismissed: its processes were killed
+
+
+class JobSource(Protocol):
+    """Where a worker's jobs come from, and what else must know when they run and end."""
+
+    #: the engine whose jobs these are (the store's ``engine`` column)
+    engine: str
+
+    def take(self, woken: bool) -> Job | None:
+        """The next job for a free slot, already marked running for this worker; None when none waits.
+        ``woken``: a job was submitted on this host since the last call."""
+        ...
+
+    def execute(self, job: Job) -> None:
+        """Run the job (in its forked process): ``run_job`` and whatever the engine shows of it."""
+        ...
+
+    def cancelled(self, job_ids: Sequence[str], *, fresh: bool) -> list[str]:
+        """Of these running jobs, those cancelled in the engine itself. Asked every ~0.1 s while jobs run
+        (``fresh=False``: the source may answer from its last look, or not look), and when a job process
+        ended without recording an end (``fresh=True``)."""
+        ...
+
+    def ended(self, job_id: str, how: End, reason: str) -> None:
+        """The worker ended a job (the store is updated already)."""
+        ...
+
+
+class WorkerPlugin(Protocol):
+    """Something a worker starts before it forks job processes and stops when it stops."""
+
+    #: lower starts first (a plugin that forks a process of its own wants to start before threads exist)
+    order: int
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StoreQueue:
+    """The local engine's jobs: accepted rows of the store, claimed with a conditional update."""
+
+    engine = "local"
+
+    def __init__(self, rt: Runtime, identity: str) -> None:
+        self.rt = rt
+        self.identity = identity
+
+    def take(self, woken: bool) -> Job | None:
+        return self.rt.store.jobs.claim(self.engine, self.identity)
+
+    def execute(self, job: Job) -> None:
+        run_job(self.rt, job)
+
+    def cancelled(self, job_ids: Sequence[str], *, fresh: bool) -> list[str]:
+        return []  # a dismissal is a status in the store, which the worker watches
+
+    def ended(self, job_id: str, how: End, reason: str) -> None:
+        return None
+
+
+@dataclass
+class _Child:
+    job_id: str
+    pid: int
+    started: float
+    pidfd: int = -1
+
+
+def pid_alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie (an orphan that no init has reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+        return False
+    except OSError:
+        return True
+
+
+class Worker:
+    """A worker daemon with ``concurrency`` job slots, taking jobs from ``source``."""
+
+    def __init__(self, rt: Runtime, source: JobSource, *, concurrency: int = 2, callbacks: bool = True,
+                 parent_pid: int | None = None, plugins: Sequence[WorkerPlugin] = (),
+                 identity: str | None = None) -> None:
+        self.rt = rt
+        self.source = source
+        self.parent_pid = parent_pid
+        self.concurrency = max(1, concurrency)
+        self.identity = identity or worker_identity()
+        self.plugins = sorted(plugins, key=lambda p: p.order)
+        self.children: dict[int, _Child] = {}
+        self.stopping = False
+        self.callbacks = callbacks
+        self.dispatcher_pid: int | None = None
+        self.wake_fd = -1
+        self._wake_keep = -1
+        self.woken = False  # a job was submitted on this host since the last look
+        self.last_watch = self.last_beat = self.last_reap = 0.0
+        self._started: list[WorkerPlugin] = []
+
+    # -- what the worker does to a job it ends ---------------------------------------------------
+
+    def lost(self, job_id: str, reason: str) -> None:
+        """A job ended without its process recording it (killed, crashed, timed out, worker gone)."""
+        self.rt.store.jobs.fail_lost(job_id, reason)
+        self.source.ended(job_id, End.lost, reason)
+
+    def stopped(self, job_id: str) -> None:
+        """A dismissed job's processes were killed: keep nothing of it."""
+        self.rt.storage.delete_job(job_id)
+        self.source.ended(job_id, End.stopped, "dismissed; the job's processes were stopped")
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Fail the jobs a dead worker of this host left running (its process is gone)."""
+        host = socket.gethostname()
+        for job in self.rt.store.jobs.running_on(self.source.engine, host + ":"):
+            pid = int((job.worker or "").rsplit(":", 1)[-1].split("/")[0] or 0)
+            if not pid or not pid_alive(pid) or pid == os.getpid():
+                self.lost(job.id, "the server stopped while this job was running; submit it again")
+                log.warning("job %s failed: its worker %s is gone", job.id, job.worker)
+
+    def _start_plugins(self) -> None:
+        for plugin in self.plugins:
+            try:
+                plugin.start()
+                self._started.append(plugin)
+            except Exception:  # a slower or plainer job is all a missing plugin costs
+                log.warning("worker plugin %s did not start", type(plugin).__name__, exc_info=True)
+        try:
+            self.rt.storage.prepare()  # connect once, before any fork
+        except Exception:  # job processes connect by themselves (and say so if they cannot)
+            log.warning("could not prepare the results storage", exc_info=True)
+
+    def _start_dispatcher(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.rt.after_fork()
+            try:
+                dispatch_forever(self.rt)
+            finally:
+                os._exit(0)
+        self.dispatcher_pid = pid
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        self._start_plugins()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.recover()
+        if self.callbacks:
+            self._start_dispatcher()
+        log.info("worker %s: %d slot(s)", self.identity, self.concurrency)
+        self._open_wake()
+        try:
+            while not self.stopping:
+                try:
+                    self._tick()
+                except Exception:  # the store or the engine may be briefly unreachable: keep going
+                    log.exception("worker loop")
+                    time.sleep(1.0)
+        finally:
+            self.shutdown()
+
+    def _tick(self) -> None:
+        """One turn of the loop: reap, claim, watch, heartbeat, reap stale jobs, then wait."""
+        settings = self.rt.settings.engine
+        self._collect()
+        claimed = False
+        if len(self.children) < self.concurrency:
+            woken, self.woken = self.woken, False
+            job = self.source.take(woken)
+            if job is not None:
+                self._fork(job)
+                claimed = True
+        now = time.monotonic()
+        if self.children and now - self.last_watch >= 0.1:
+            self._watch(now)
+            self.last_watch = now
+        if now - self.last_beat >= settings.heartbeat_seconds:
+            self.rt.store.jobs.heartbeat([c.job_id for c in self.children.values()])
+            self.last_beat = now
+        if now - self.last_reap >= 5.0:
+            self.last_reap = now
+            for job_id in self.rt.store.jobs.stale_running(self.source.engine, settings.stale_after_seconds):
+                log.warning("job %s failed: its worker went silent", job_id)
+                self.lost(job_id, "the worker running this job stopped responding (lost worker)")
+            self._check_dispatcher()
+            if self.parent_pid and not pid_alive(self.parent_pid):
+                log.warning("the server that started this worker is gone; stopping")
+                self.stopping = True
+        if not claimed:
+            self._wait(min(settings.poll_interval, 0.1))
+
+    def _open_wake(self) -> None:
+        """The FIFO that API processes of this host write to when they accept a job."""
+        path = self.rt.settings.store.data_dir / WAKE_FIFO
+        try:
+            if not path.exists():
+                os.mkfifo(path, 0o600)
+            self.wake_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            self._wake_keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # no EOF storm without writers
+        except OSError as exc:
+            log.info("no wake-up FIFO (%s): polling every %s s", exc, self.rt.settings.engine.poll_interval)
+            self.wake_fd = -1
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a job is submitted on this host, a job process ends, or ``timeout`` passes."""
+        fds = [c.pidfd for c in self.children.values() if c.pidfd >= 0]
+        if self.wake_fd >= 0:
+            fds.append(self.wake_fd)
+        if not fds:
+            time.sleep(timeout)
+            return
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        if self.wake_fd in ready:
+            self.woken = True
+            try:
+                os.read(self.wake_fd, 4096)
+            except BlockingIOError:
+                pass
+
+    def shutdown(self) -> None:
+        for child in list(self.children.values()):
+            self._kill(child)
+            self.lost(child.job_id, "the worker was stopped while this job was running; submit it again")
+        self._collect()
+        for plugin in reversed(self._started):
+            try:
+                plugin.stop()
+            except Exception:
+                log.warning("worker plugin %s did not stop cleanly", type(plugin).__name__, exc_info=True)
+        self._started = []
+        if self.dispatcher_pid:
+            stop_child(self.dispatcher_pid)
+            self.dispatcher_pid = None
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def _prepare(self, job: Job) -> None:
+        try:
+            self.rt.catalog.get(job.process_id, job.namespace).prepare()
+        except Exception:  # the job process will meet the problem and report it
+            log.debug("job %s: could not prepare process %s", job.id, job.process_id, exc_info=True)
+
+    def _fork(self, job: Job) -> None:
+        self._prepare(job)
+        pid = os.fork()
+        if pid == 0:  # the job's process
+            code = 0
+            try:
+                os.setsid()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                self.rt.after_fork()
+                self.source.execute(job)
+            except BaseException:  # noqa: BLE001 - the child must never return into the worker loop
+                log.exception("job %s: the job process failed", job.id)
+                code = 1
+            finally:
+                os._exit(code)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = -1
+        self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic(), pidfd=pidfd)
+        self.rt.store.jobs.set_worker(job.id, f"{self.identity}/{pid}")
+
+    def _collect(self) -> None:
+        """Reap ended job processes; a job whose process died without recording an end is failed."""
+        for pid, child in list(self.children.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done == 0:
+                continue
+            self._forget(child)
+            now_status = self.rt.store.jobs.status_of([child.job_id]).get(child.job_id)
+            if now_status is StatusCode.dismissed:
+                self.stopped(child.job_id)  # dismissed while it ended by itself
+            elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
+                how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                       else f"exited with code {os.WEXITSTATUS(status)}")
+                self.lost(child.job_id, f"the job's process {how}")
+            elif now_status in (StatusCode.accepted, StatusCode.running):
+                self._unfinished(child.job_id)
+
+    def _unfinished(self, job_id: str) -> None:
+        """A job process ended normally without recording its job's end: cancelled in the engine, or lost."""
+        try:
+            cancelled = job_id in self.source.cancelled([job_id], fresh=True)
+        except Exception:
+            log.warning("job %s: could not ask the engine about it", job_id, exc_info=True)
+            cancelled = False
+        if cancelled:
+            self._dismiss(job_id)
+            self.stopped(job_id)
+        else:
+            self.lost(job_id, "the job's process ended without recording a result")
+
+    def _dismiss(self, job_id: str) -> None:
+        job = self.rt.store.jobs.for_engine(job_id)
+        if job is not None:
+            self.rt.store.jobs.dismiss(job.id, job.namespace)
+
+    def _watch(self, now: float) -> None:
+        """Kill the process groups of dismissed jobs (here or in the engine) and of jobs over the time limit."""
+        ids = [c.job_id for c in self.children.values()]
+        try:
+            for job_id in self.source.cancelled(ids, fresh=False):
+                self._dismiss(job_id)  # the status check below then kills its processes
+        except Exception:
+            log.warning("could not ask the engine about cancellations", exc_info=True)
+        statuses = self.rt.store.jobs.status_of(ids)
+        limit = self.rt.settings.engine.job_timeout
+        for child in list(self.children.values()):
+            status = statuses.get(child.job_id)
+            if status is None or status is StatusCode.dismissed:
+                self._kill(child)
+                self.stopped(child.job_id)
+            elif now - child.started > limit:
+                self._kill(child)
+                self.lost(child.job_id, f"the job ran longer than the limit of {limit:g} s and was stopped")
+
+    def _kill(self, child: _Child) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(child.pid, 0)
+        except ChildProcessError:
+            pass
+        self._forget(child)
+
+    def _forget(self, child: _Child) -> None:
+        self.children.pop(child.pid, None)
+        if child.pidfd >= 0:
+            os.close(child.pidfd)
+            child.pidfd = -1
+
+    def _check_dispatcher(self) -> None:
+        if not self.dispatcher_pid:
+            return
+        try:
+            done, _ = os.waitpid(self.dispatcher_pid, os.WNOHANG)
+        except ChildProcessError:
+            done = self.dispatcher_pid
+        if done:
+            log.warning("callback dispatcher ended; starting it again")
+            self._start_dispatcher()

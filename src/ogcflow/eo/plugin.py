@@ -1,0 +1,66 @@
+"""Earth observation as a plug-in of the CWL layer: what ``register`` adds to a server.
+
+- the STAC stage-out: a CWL output Directory holding a STAC catalog becomes a FeatureCollection whose assets
+  are in results storage;
+- the environment of CWL steps: the steps' configuration (network policy, local roots, signing) and the
+  worker's step server;
+- the container images of the water-bodies steps mapped to ogcflow's own steps, run by a step server that
+  each worker forks before its jobs (when no container runtime is used and ``OGCFLOW_CWL_STEP_IMAGES``);
+- the shipped packages (water-bodies), deployed by default;
+- its settings group.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+from ogcflow.eo.config import ENV as STEP_CONFIG_ENV
+from ogcflow.eo.config import StepConfig
+from ogcflow.eo.packages import SHIPPED, STEP_IMAGES, shipped_package
+from ogcflow.eo.settings import EOSettings
+from ogcflow.eo.stageout import stac_output
+from ogcflow.eo.stepserver import ENV as STEP_SOCKET_ENV
+from ogcflow.eo.stepserver import StepServer
+from ogcflow.wiring import Extensions
+
+SETTINGS = EOSettings
+
+
+class StepServerPlugin:
+    """A worker plugin: the step server, forked first (while the worker has no threads)."""
+
+    order = 0
+
+    def __init__(self) -> None:
+        self.server: StepServer | None = None
+
+    def start(self) -> None:
+        self.server = StepServer().start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def register(ext: Extensions) -> None:
+    settings = ext.settings
+    eo = settings.group(EOSettings)
+    config = StepConfig.of(settings.store.data_dir, settings.network, eo).to_env()
+
+    def step_env() -> dict[str, str]:
+        env = {STEP_CONFIG_ENV: config}
+        socket = os.environ.get(STEP_SOCKET_ENV)
+        if socket:
+            env[STEP_SOCKET_ENV] = socket
+        return env
+
+    ext.cwl.output_handlers.append(stac_output)
+    ext.cwl.step_env.append(step_env)
+    if eo.cwl_step_images:
+        ext.cwl.images.update(STEP_IMAGES)
+        if settings.cwl.container_runtime == "none":
+            ext.worker_plugins.append(StepServerPlugin())
+    for name in SHIPPED:
+        ext.shipped[name] = partial(shipped_package, name)

@@ -1,0 +1,120 @@
+"""Jobs from their record to their end: creating the record, running the process, recording the outcome.
+
+Engines call :func:`run_job` wherever they run a job (a forked child of the local worker, a Prefect flow
+run); the job service calls :func:`execute_process` for cheap synchronous work in the API process. The
+steps and the records are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ogcflow import models
+from ogcflow.domain import Failure, Job, JobRequest, Manifest, Subscriber, job_failed, utcnow
+from ogcflow.errors import InputFetchError, ProcessError, ServiceUnavailable
+from ogcflow.jobs.results import results_document, store_outputs
+from ogcflow.jobs.status import status_info
+from ogcflow.models import StatusCode
+from ogcflow.netpolicy import fetch
+from ogcflow.processes.base import JobContext
+from ogcflow.processes.inputs import requested_outputs, resolve_inputs
+from ogcflow.runtime import Runtime
+
+log = logging.getLogger("ogcflow.jobs")
+
+LOG_NAME = "job.log"  # a job's log in results storage
+
+
+def new_job(process: models.Process, execute: models.Execute, *, mode: str, namespace: str, engine: str,
+            base_url: str) -> Job:
+    now = utcnow()
+    sub = execute.subscriber
+    request = JobRequest(
+        inputs=execute.inputs, outputs=requested_outputs(process, execute), response=execute.response,
+        base_url=base_url,
+        subscriber=None if sub is None else Subscriber(success_uri=sub.successUri, in_progress_uri=sub.inProgressUri,
+                                                       failed_uri=sub.failedUri),
+    )
+    return Job(id=str(uuid.uuid4()), process_id=process.id, status=StatusCode.accepted, created=now,
+               updated=now, request=request, namespace=namespace, mode=mode, engine=engine,
+               message="accepted", progress=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a process run ended."""
+
+    status: StatusCode
+    message: str
+    manifest: Manifest | None = None
+    failure: Failure | None = None
+
+
+def execute_process(rt: Runtime, job: Job, ctx: JobContext) -> Outcome:
+    """Run the job's process and keep its outputs. Never raises: a failure is an outcome too."""
+    try:
+        process = rt.catalog.get(job.process_id, job.namespace)
+        inputs = resolve_inputs(process.description, job.request.inputs,
+                                lambda href: fetch(href, rt.settings.network))
+        outputs = process.execute(inputs, ctx)
+        manifest = store_outputs(job.id, outputs, job.request.outputs, rt.storage)
+        return Outcome(StatusCode.successful, "successful", manifest=manifest)
+    except InputFetchError as exc:
+        msg = f"an input could not be fetched: {exc}"
+    except ServiceUnavailable as exc:  # e.g. the results storage
+        msg = exc.detail
+    except ProcessError as exc:
+        msg = str(exc)
+    except Exception as exc:  # a bug in the process: say what, keep the traceback in the log
+        log.exception("job %s: process %s raised", job.id, job.process_id)
+        msg = f"the process raised {exc.__class__.__name__}: {exc}"
+    return Outcome(StatusCode.failed, msg, failure=job_failed(msg))
+
+
+def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> StatusCode:
+    """Execute a job that is marked running and record how it ended (unless it was dismissed meanwhile)."""
+    _notify(rt, job, "inProgressUri")
+
+    def report(percent: int | None, message: str | None) -> None:
+        rt.store.jobs.progress(job.id, percent, message)
+
+    with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
+        ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
+                         storage=rt.storage)
+        outcome = execute_process(rt, job, ctx)
+        if outcome.status is StatusCode.failed:
+            rt.storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
+        log_key = None
+        if ctx.log_path is not None and ctx.log_path.is_file():
+            log_key = rt.storage.put_file(job.id, LOG_NAME, ctx.log_path)
+    if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message, results=outcome.manifest,
+                            error=outcome.failure, log=log_key):
+        job = rt.store.jobs.for_engine(job.id) or job
+        _notify(rt, job, "successUri" if outcome.status is StatusCode.successful else "failedUri")
+    else:
+        rt.storage.delete_job(job.id)  # dismissed while running: keep nothing
+    return outcome.status
+
+
+def _notify(rt: Runtime, job: Job, which: str) -> None:
+    """Queue a callback delivery (done by the dispatcher, with retries)."""
+    sub = job.request.subscriber
+    if sub is None:
+        return
+    url = {"successUri": sub.success_uri, "failedUri": sub.failed_uri, "inProgressUri": sub.in_progress_uri}[which]
+    if not url:
+        return
+    base = job.request.base_url
+    if which == "successUri":
+        payload = results_document(job.id, job.results or {}, job.request.outputs, base, rt.storage)
+    elif which == "failedUri":
+        payload = {**(job.error or job_failed(job.message or "failed")).to_json(), "jobID": job.id}
+    else:
+        payload = status_info(job, base).dump()
+        payload["status"] = StatusCode.running.value
+    rt.store.callbacks.queue(job.id, url, payload)

@@ -1,0 +1,30 @@
+"""All persistence: jobs, deployed processes, callback deliveries, on one SQLAlchemy engine (SQLite or
+PostgreSQL). Every read a request can reach takes the namespace as a required argument."""
+
+from __future__ import annotations
+
+from ogcflow.store.callbacks import CallbackStore
+from ogcflow.store.db import make_engine, migrate
+from ogcflow.store.jobs import JobStore, worker_identity
+from ogcflow.store.processes import ProcessRecord, ProcessStore
+
+__all__ = ["CallbackStore", "JobStore", "ProcessRecord", "ProcessStore", "Store", "make_engine", "migrate",
+           "worker_identity"]
+
+
+class Store:
+    """The store of one server: its tables, behind one connection pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.jobs = JobStore(self.engine)
+        self.processes = ProcessStore(self.engine)
+        self.callbacks = CallbackStore(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """Call in a forked child: never reuse the parent's connections."""
+        self.engine.dispose(close=False)
