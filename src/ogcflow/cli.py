@@ -98,6 +98,8 @@ def _seed(settings: Settings) -> None:
     try:
         for process_id in server.processes().seed(settings.cwl.default_packages, DEFAULT_NAMESPACE):
             console.print(f"deployed the shipped package '{process_id}'")
+    except KeyError as exc:  # a package of OGCFLOW_DEFAULT_PACKAGES that no plugin ships
+        console.print(f"[yellow]OGCFLOW_DEFAULT_PACKAGES: {exc.args[0]}[/]")
     finally:
         server.close()
 
