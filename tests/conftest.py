@@ -18,8 +18,10 @@ from tests.server import Server
 
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") and not (os.environ.get("OGCFLOW_TEST_POSTGRES_URL")
-                                     and os.environ.get("PREFECT_API_URL")):
-        raise pytest.UsageError("CI runs the PostgreSQL and Prefect tests: start them with scripts/test.sh")
+                                     and os.environ.get("PREFECT_API_URL")
+                                     and os.environ.get("OGCFLOW_TEST_OIDC_ISSUER")):
+        raise pytest.UsageError("CI runs the PostgreSQL, Prefect and OpenID Connect tests: start them with "
+                                "scripts/test.sh")
 
 
 def new_postgres_db() -> str:

@@ -18,7 +18,7 @@ def test_owslib_lists_describes_and_executes(server: Server, client: httpx.Clien
     desc = api.process("hello-world")
     assert desc["inputs"]["name"]["schema"]["type"] == "string"
     result = api.execute("hello-world", inputs={"name": "OWSLib"}, response="document")
-    assert result == {"greeting": "Hello OWSLib!"}
+    assert result == {"greeting": {"value": "Hello OWSLib!", "mediaType": "text/plain"}}
     status = api.execute("sleep", inputs={"seconds": 0.2}, response="document", async_=True)
     assert status["status"] in ("accepted", "running")
     location = api.response_headers["Location"]

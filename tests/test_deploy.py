@@ -85,7 +85,9 @@ def test_deploy_describe_execute_replace_undeploy(dc: httpx.Client) -> None:
                    headers={"Prefer": "respond-async"})
     assert resp.status_code == 201
     assert wait_for(dc, resp.headers["location"], timeout=60)["status"] == "successful"
-    assert dc.get(resp.headers["location"] + "/results").json() == {"joined": "ABCD"}  # text inline
+    # text inline, with its media type
+    assert dc.get(resp.headers["location"] + "/results").json() == {"joined": {"value": "ABCD",
+                                                                               "mediaType": "text/plain"}}
 
     changed = SCATTER.replace("tr a-z A-Z", "tr a-z A-Z | rev")
     validate_exception(dc.put("/processes/shout", content=changed, headers={"Content-Type":

@@ -52,7 +52,7 @@ def test_two_apis_two_workers_one_prefect(tmp_path: Path, s3: dict[str, str], sc
             info = wait_for(other, f"/jobs/{job_id}", timeout=60)
             assert info["status"] == "successful", info
             if i % 3:
-                assert other.get(f"/jobs/{job_id}/results").text == f"Hello n{i}!"
+                assert other.get(f"/jobs/{job_id}/results").json()["greeting"]["value"] == f"Hello n{i}!"
         assert wait_for(clients[1], f"/jobs/{water}", timeout=120)["status"] == "successful"
         mask = clients[1].get(f"/jobs/{water}/results").json()["features"][0]["assets"]["data"]["href"]
         assert mask.startswith(env["OGCFLOW_RESULTS_URL"] + "/")

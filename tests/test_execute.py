@@ -43,7 +43,7 @@ def test_sync_document_keyed_by_output_id(client: httpx.Client) -> None:
     assert resp.status_code == 200
     doc = resp.json()
     validate(doc, "results")
-    assert doc == {"greeting": "Hello Ada!"}
+    assert doc == {"greeting": {"value": "Hello Ada!", "mediaType": "text/plain"}}
 
 
 def test_echo_returns_every_kind_of_input(client: httpx.Client) -> None:
@@ -51,12 +51,13 @@ def test_echo_returns_every_kind_of_input(client: httpx.Client) -> None:
     assert resp.status_code == 200, resp.text
     doc = resp.json()
     validate(doc, "results")
-    for key in ("stringInput", "measureInput", "integerInput", "booleanInput", "dateInput", "arrayInput"):
+    # JSON numbers, booleans, arrays and bounding boxes are plain values
+    for key in ("measureInput", "integerInput", "booleanInput", "arrayInput", "boundingBoxInput"):
         assert doc[key] == ECHO_INPUTS[key], key
-    # objects are qualified values, as the results schema requires
-    for key in ("boundingBoxInput", "geometryInput", "complexObjectInput"):
-        assert doc[key]["value"] == ECHO_INPUTS[key], key
-        assert doc[key]["mediaType"]
+    # text and objects are qualified values with their media type
+    for key, media in (("stringInput", "text/plain"), ("dateInput", "text/plain"),
+                       ("geometryInput", "application/geo+json"), ("complexObjectInput", "application/json")):
+        assert doc[key] == {"value": ECHO_INPUTS[key], "mediaType": media}, key
     image = doc["imageInput"]
     assert image["mediaType"] == "image/png" and image["encoding"] == "base64"
     assert base64.b64decode(image["value"]) == PNG
@@ -118,7 +119,18 @@ def test_async_with_prefer(client: httpx.Client, prefer: str) -> None:
     assert final["progress"] == 100
     for key in ("created", "started", "finished", "updated"):
         assert key in final
-    assert client.get(resp.headers["location"] + "/results").text == "Hello async!"
+    # a results document unless the request asked raw
+    assert client.get(resp.headers["location"] + "/results").json() == {
+        "greeting": {"value": "Hello async!", "mediaType": "text/plain"}}
+
+
+def test_results_are_raw_when_the_request_asked_raw(client: httpx.Client) -> None:
+    resp = client.post("/processes/hello-world/execution", json={"inputs": {"name": "raw"}, "response": "raw"},
+                       headers={"Prefer": "respond-async"})
+    assert resp.status_code == 201, resp.text
+    assert wait_for(client, resp.headers["location"])["status"] == "successful"
+    results = client.get(resp.headers["location"] + "/results")
+    assert results.text == "Hello raw!" and results.headers["content-type"].startswith("text/plain")
 
 
 def test_no_preference_means_sync(client: httpx.Client) -> None:

@@ -170,7 +170,7 @@ def test_callbacks_delivered_with_retries(jc: httpx.Client, recorder: Recorder) 
     deadline = time.monotonic() + 15
     while not recorder.received(p + "/ok") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert recorder.received(p + "/ok") == [{"greeting": "Hello cb!"}]
+    assert recorder.received(p + "/ok") == [{"greeting": {"value": "Hello cb!", "mediaType": "text/plain"}}]
     assert recorder.posts.count((p + "/ok#failed", None)) == 2
     progress = recorder.received(p + "/progress")
     assert progress and progress[0]["jobID"] == job_id and progress[0]["status"] == "running"

@@ -34,7 +34,7 @@ def _restart_case(data_dir: Path, crash: bool, env: dict[str, str]) -> None:
             for job_id in queued:
                 info = wait_for(c, f"/jobs/{job_id}")
                 assert info["status"] == "successful", info
-                assert c.get(f"/jobs/{job_id}/results").text.startswith("Hello q")
+                assert c.get(f"/jobs/{job_id}/results").json()["greeting"]["value"].startswith("Hello q")
             info = wait_for(c, f"/jobs/{running}", timeout=10)
             assert info["status"] == "failed", info
             assert "submit it again" in info["message"]

@@ -79,7 +79,10 @@ def test_the_notebook_flow(client: httpx.Client, wb: tuple[Server, str], scenes:
     status = _run(client, _inputs(scenes, "ABC"))
     assert status["status"] == "successful", status
     job = status["jobID"]
-    fc = client.get(f"/jobs/{job}/results").json()  # one output, raw: the FeatureCollection itself
+    doc = client.get(f"/jobs/{job}/results").json()  # a results document: the notebook reads stac_catalog
+    validate(doc, "results")
+    assert doc["stac_catalog"]["mediaType"] == "application/geo+json"
+    fc = doc["stac_catalog"]["value"]
     assert fc["type"] == "FeatureCollection" and fc["id"] == job
     assert [f["id"] for f in fc["features"]] == [scenes.item_id(k) for k in "ABC"]  # input order
     shapes = {}
@@ -234,6 +237,6 @@ def test_a_generated_openapi_client_runs_the_notebook_flow(wb: tuple[Server, str
     assert state == "successful"
     result = get_result.sync_detailed(job_id=status.job_id, client=api)
     assert result.status_code == 200
-    fc = json.loads(result.content)
+    fc = json.loads(result.content)["stac_catalog"]["value"]
     href = fc["features"][0]["assets"]["data"]["href"]
     assert href == f"s3://{bucket}/{status.job_id}/{status.job_id}/{scenes.item_id('A')}/otsu.tif"

@@ -79,7 +79,7 @@ def run(port: int, data_dir: Path, workers: int, stay: bool) -> int:
             return 1
         results = httpx.get(f"{url}/jobs/{job_id}/results", timeout=30).json()
         console.print(f"job {job_id} successful in {took:.1f} s")
-        for feature in results["features"]:
+        for feature in results["stac_catalog"]["value"]["features"]:
             band = feature["assets"]["data"]["raster:bands"][0]
             console.print(f"  {feature['id']}: water {band['statistics']['valid_percent']:.1f} % of the AOI, "
                           f"mask {feature['assets']['data']['href']}")

@@ -55,10 +55,15 @@ class JobRequest:
     inputs: JSONObject = field(default_factory=dict)
     #: requested output id -> how it is transmitted
     outputs: dict[str, TransmissionMode] = field(default_factory=dict)
-    response: ResponseMode = ResponseMode.raw
+    #: as asked; None when the request did not say (see :meth:`response_or`)
+    response: ResponseMode | None = None
     #: the URL the client reached the API at (links in callbacks)
     base_url: str = ""
     subscriber: Subscriber | None = None
+
+    def response_or(self, default: ResponseMode) -> ResponseMode:
+        """The response mode asked, or ``default`` when the request did not say."""
+        return self.response if self.response is not None else default
 
     @property
     def wants_references(self) -> bool:
@@ -66,7 +71,9 @@ class JobRequest:
 
     def to_json(self) -> JSONObject:
         data: JSONObject = {"inputs": self.inputs, "outputs": {k: v.value for k, v in self.outputs.items()},
-                            "response": self.response.value, "base_url": self.base_url}
+                            "base_url": self.base_url}
+        if self.response is not None:
+            data["response"] = self.response.value
         if self.subscriber is not None:
             data["subscriber"] = self.subscriber.to_json()
         return data
@@ -76,7 +83,7 @@ class JobRequest:
         data = data or {}
         return cls(inputs=dict(data.get("inputs") or {}),
                    outputs={k: TransmissionMode(v) for k, v in (data.get("outputs") or {}).items()},
-                   response=ResponseMode(data.get("response") or ResponseMode.raw.value),
+                   response=ResponseMode(data["response"]) if data.get("response") else None,
                    base_url=str(data.get("base_url") or ""), subscriber=Subscriber.from_json(data.get("subscriber")))
 
 

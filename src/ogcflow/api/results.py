@@ -13,13 +13,16 @@ from ogcflow.models import ResponseMode, StatusCode, TransmissionMode
 from ogcflow.services.jobs import JobService, job_failure
 
 
-def results_response(job: Job, base_url: str, jobs: JobService, *, status_code: int = 200) -> Response:
-    """The results of a successful job as its execute request asked (``response`` raw or document)."""
+def results_response(job: Job, base_url: str, jobs: JobService, default: ResponseMode, *,
+                     status_code: int = 200) -> Response:
+    """The results of a successful job as its execute request asked (``response`` raw or document), or as
+    ``default`` when it did not say: raw for a synchronous execution (the standard's default), a results
+    document for ``GET /jobs/{id}/results`` (what clients parse: a document keyed by output id)."""
     if job.status is StatusCode.failed:
         raise job_failure(job)
     manifest = job.results or {}
     modes = job.request.outputs
-    if job.request.response is ResponseMode.document:
+    if job.request.response_or(default) is ResponseMode.document:
         return JSONResp(jobs.document(job, base_url), status_code=status_code)
     if not manifest:
         return Response(status_code=204)

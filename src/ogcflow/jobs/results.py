@@ -75,9 +75,15 @@ def output_href(base_url: str, job_id: str, output_id: str) -> str:
     return f"{base_url}/jobs/{job_id}/results/{output_id}"
 
 
+def _is_bbox(value: JSONObject) -> bool:
+    return set(value) <= {"bbox", "crs"} and isinstance(value.get("bbox"), list)
+
+
 def document_entry(output_id: str, entry: OutputEntry, mode: TransmissionMode, base_url: str,
                    job_id: str, storage: ResultStorage) -> JSONValue:
-    """One output in the results document (inlineOrRefData)."""
+    """One output in the results document (inlineOrRefData): a link for outputs by reference; a plain value
+    for JSON numbers, booleans, arrays and bounding boxes; otherwise a qualified value with its media type
+    (objects, text, binaries in base64)."""
     media = entry.media_type or JSON
     if mode is TransmissionMode.reference:
         return {"href": output_href(base_url, job_id, output_id), "type": media, "rel": "related",
@@ -85,12 +91,15 @@ def document_entry(output_id: str, entry: OutputEntry, mode: TransmissionMode, b
     value = load_value(entry, storage)
     if isinstance(value, bytes) and media.startswith("text/"):
         try:
-            return value.decode("utf-8")  # text files are inline strings
+            value = value.decode("utf-8")  # text files are text values
         except UnicodeDecodeError:
             pass
     if isinstance(value, bytes):
         return {"value": base64.b64encode(value).decode(), "mediaType": media, "encoding": "base64"}
+    json_media = media.split(";")[0].strip().endswith("json")
     if isinstance(value, dict):
+        return value if _is_bbox(value) else {"value": value, "mediaType": media}
+    if isinstance(value, str) and not json_media:
         return {"value": value, "mediaType": media}
     return value
 

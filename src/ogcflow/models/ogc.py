@@ -167,7 +167,8 @@ class Execute(OGCModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow")
     inputs: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, OutputRequest] | None = None
-    response: ResponseMode = ResponseMode.raw
+    #: None when the request does not say (raw for a synchronous answer, a results document for /results)
+    response: ResponseMode | None = None
     subscriber: Subscriber | None = None
 
     @field_validator("subscriber", mode="before")

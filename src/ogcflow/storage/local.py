@@ -58,7 +58,7 @@ class LocalStorage:
         key = make_key(job_id, name)
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".part")
+        tmp = path.with_name(f".{path.name}.part")  # no valid name starts with '.': never a job's file
         tmp.write_bytes(data)
         tmp.replace(path)
         return key
@@ -98,7 +98,7 @@ class LocalStorage:
         if not top.is_dir():
             return []
         return sorted(f"{job_id}/{p.relative_to(top).as_posix()}" for p in top.rglob("*")
-                      if p.is_file() and not p.name.endswith(".part"))
+                      if p.is_file() and not p.name.startswith("."))
 
     def delete_job(self, job_id: str) -> None:
         shutil.rmtree(self.root / check_part(job_id), ignore_errors=True)

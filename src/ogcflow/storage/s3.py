@@ -119,14 +119,17 @@ class S3Storage:
         except ValueError:
             return False
         with _failures("look a file up"):
+            self.fs.invalidate_cache(path.rsplit("/", 1)[0])  # another process may have written or deleted it
             return bool(self.fs.isfile(path))
 
     def local_path(self, key: str) -> Path | None:
         return None
 
     def size(self, key: str) -> int:
+        path = self._path(key)
         with _failures("size a file"):
-            return int(self.fs.size(self._path(key)))
+            self.fs.invalidate_cache(path.rsplit("/", 1)[0])
+            return int(self.fs.size(path))
 
     def url(self, key: str) -> str:
         return f"s3://{self._path(key)}"

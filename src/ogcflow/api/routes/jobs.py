@@ -20,7 +20,7 @@ from ogcflow.api.results import results_response
 from ogcflow.domain import Job, JobFilter
 from ogcflow.errors import InvalidParameter
 from ogcflow.jobs.status import status_info
-from ogcflow.models import StatusCode
+from ogcflow.models import ResponseMode, StatusCode
 from ogcflow.services.jobs import JobFile, job_failure
 
 router = APIRouter(tags=["Jobs"])
@@ -175,7 +175,7 @@ async def get_results(request: Request, jobId: Annotated[str, Path()],
             raise job_failure(job)
         doc = await asyncio.to_thread(ctx.jobs.document, job, ctx.base_url)
         return respond(request, doc, "results.html", base=ctx.base_url, title=f"Results of {job.id}", job=job)
-    return await asyncio.to_thread(results_response, job, ctx.base_url, ctx.jobs)
+    return await asyncio.to_thread(results_response, job, ctx.base_url, ctx.jobs, ResponseMode.document)
 
 
 @router.get("/jobs/{jobId}/results/{outputId}", summary="One output of a job, as its own media type",

@@ -17,6 +17,7 @@ from ogcflow.api.prefer import parse_prefer
 from ogcflow.api.results import results_response
 from ogcflow.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ogcflow.jobs.status import status_info
+from ogcflow.models import ResponseMode
 from ogcflow.processes.base import Process
 from ogcflow.services.jobs import job_failure
 
@@ -123,7 +124,7 @@ async def execute(request: Request) -> Response:
             err = job_failure(job)
             resp: Response = JSONResp(err.document(), status_code=err.status)
         else:
-            resp = results_response(job, ctx.base_url, ctx.jobs)
+            resp = results_response(job, ctx.base_url, ctx.jobs, ResponseMode.raw)
             if job.engine != "inline":
                 monitor = f'<{run.location}>; rel="monitor"'
                 resp.headers["Link"] = f"{resp.headers['Link']}, {monitor}" if "Link" in resp.headers else monitor

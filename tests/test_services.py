@@ -1,0 +1,442 @@
+"""The service layer in-process (no HTTP): JobService and ProcessService on a real store, results storage and
+local engine (no worker runs here, so queued jobs stay accepted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ogcflow import models
+from ogcflow.domain import ExecutionPreferences, JobFilter, OutputEntry
+from ogcflow.errors import (
+    ExceptionType,
+    InvalidInput,
+    InvalidParameter,
+    NoSuchJob,
+    NoSuchProcess,
+    OGCError,
+    ResultNotReady,
+)
+from ogcflow.jobs.recorder import JobRecorder
+from ogcflow.models import JobControlOption, StatusCode
+from ogcflow.packages.cwl import InvalidPackage
+from ogcflow.processes.base import JobContext, Process
+from ogcflow.services.jobs import JobService, choose_mode
+from ogcflow.services.processes import ProcessService
+from ogcflow.settings import Settings
+from ogcflow.store import migrate
+from ogcflow.wiring import Server, build, make_engine
+
+BASE = "http://ogcflow.test/api"
+
+
+def make_server(data_dir: Path, **flat: Any) -> Server:
+    settings = Settings(data_dir=data_dir, default_packages=[], **flat)
+    migrate(settings.store.db_url)
+    return build(settings)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = make_server(tmp_path / "data")
+    yield srv
+    srv.close()
+
+
+def job_service(server: Server) -> JobService:
+    """Made inside the event loop that uses it (the recorder's task lives there)."""
+    rt = server.rt
+    return JobService(rt, make_engine(rt), JobRecorder(rt.store.jobs))
+
+
+def process(server: Server, process_id: str, namespace: str = "a") -> Process:
+    return server.processes().get(namespace, process_id).process
+
+
+# -- JobService ---------------------------------------------------------------------------------------------
+
+
+def test_inline_sync_execution_is_recorded_in_its_namespace_only(server: Server) -> None:
+    async def scenario() -> None:
+        svc = job_service(server)
+        hello = process(server, "hello-world")
+        request = models.Execute(inputs={"name": "Ada", "message": "Welcome."})
+        ex = await svc.execute("a", hello, request, ExecutionPreferences(), BASE)
+        assert ex.done is True and ex.mode == "sync" and ex.applied == []
+        job = ex.job
+        assert job.status is StatusCode.successful and job.engine == "inline" and job.namespace == "a"
+        assert job.results == {"greeting": OutputEntry(media_type="text/plain", value="Hello Ada! Welcome.")}
+        assert job.progress == 100 and job.finished is not None and job.duration is not None
+        assert ex.location == f"{BASE}/jobs/{job.id}"
+
+        await svc.recorder.flush()
+        stored = await svc.get("a", job.id)
+        assert stored.status is StatusCode.successful and stored.mode == "sync"
+        assert stored.results == job.results and stored.request.inputs == request.inputs
+        assert (await svc.successful("a", job.id)).id == job.id
+        assert await svc.output("a", job.id, "greeting") == (b"Hello Ada! Welcome.", "text/plain; charset=utf-8")
+        for call in (svc.get, svc.finished, svc.successful, svc.dismiss):
+            with pytest.raises(NoSuchJob) as err:
+                await call("b", job.id)
+            assert err.value.status == 404
+        with pytest.raises(NoSuchJob):
+            await svc.output("b", job.id, "greeting")
+        assert (await svc.find(JobFilter(namespace="b"))).jobs == []
+        assert server.rt.store.jobs.count("a") == 1 and server.rt.store.jobs.count("b") == 0
+        assert (await svc.get("a", job.id)).status is StatusCode.successful  # b's dismiss changed nothing
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("process_id", "inputs", "prefs", "named"), [
+    ("hello-world", {}, ExecutionPreferences(), "'name' is required"),
+    ("hello-world", {"name": ""}, ExecutionPreferences(), "'name'"),
+    ("hello-world", {"name": "Ada", "nmae": "typo"}, ExecutionPreferences(), "unknown input 'nmae'"),
+    ("hello-world", {"name": 7}, ExecutionPreferences(), "'name'"),
+    ("sleep", {"seconds": "soon"}, ExecutionPreferences(respond_async=True), "'seconds'"),
+    ("sleep", {"seconds": -1}, ExecutionPreferences(respond_async=True), "'seconds'"),
+    ("sleep", {"seconds": 1}, ExecutionPreferences(wait=1), None),  # an unknown output, below
+])
+def test_invalid_inputs_raise_and_create_no_job(server: Server, process_id: str, inputs: dict[str, Any],
+                                                prefs: ExecutionPreferences, named: str | None) -> None:
+    async def scenario() -> None:
+        svc = job_service(server)
+        request = models.Execute(inputs=inputs)
+        if named is None:
+            request = models.Execute(inputs=inputs, outputs={"nope": models.OutputRequest()})
+        with pytest.raises(InvalidInput) as err:
+            await svc.execute("a", process(server, process_id), request, prefs, BASE)
+        assert err.value.status == 400 and err.value.type == ExceptionType.INVALID_INPUT
+        assert (named or "unknown output 'nope'") in err.value.detail
+        await svc.recorder.flush()
+        assert server.rt.store.jobs.count("a") == 0
+        assert server.rt.store.jobs.find(JobFilter(namespace="a")) == []
+
+    asyncio.run(scenario())
+
+
+def test_async_submission_stays_accepted_and_is_dismissed_in_its_namespace(server: Server) -> None:
+    async def scenario() -> None:
+        svc = job_service(server)
+        sleep = process(server, "sleep")
+        ex = await svc.execute("a", sleep, models.Execute(inputs={"seconds": 30}),
+                               ExecutionPreferences(respond_async=True), BASE)
+        assert ex.done is False and ex.mode == "async" and ex.applied == ["respond-async"]
+        assert ex.job.status is StatusCode.accepted and ex.location == f"{BASE}/jobs/{ex.job.id}"
+        job_id = ex.job.id
+        stored = await svc.get("a", job_id)
+        assert stored.status is StatusCode.accepted and stored.engine == "local" and stored.mode == "async"
+        assert stored.request.inputs == {"seconds": 30} and stored.request.base_url == BASE
+        waited = await svc.wait("a", job_id, 0.1)  # no worker: still accepted once the wait is over
+        assert waited.status is StatusCode.accepted
+
+        for call in (svc.finished, svc.successful):
+            with pytest.raises(ResultNotReady) as err:
+                await call("a", job_id)
+            assert err.value.status == 404 and err.value.type == ExceptionType.RESULT_NOT_READY
+        with pytest.raises(ResultNotReady):
+            await svc.output("a", job_id, "slept")
+        with pytest.raises(ResultNotReady):
+            await svc.log("a", job_id)
+
+        with pytest.raises(NoSuchJob):
+            await svc.dismiss("b", job_id)
+        assert (await svc.get("a", job_id)).status is StatusCode.accepted
+
+        dismissed = await svc.dismiss("a", job_id)
+        assert dismissed.id == job_id and dismissed.status is StatusCode.dismissed
+        assert dismissed.message == "dismissed by the user"
+        assert (await svc.get("a", job_id)).status is StatusCode.dismissed
+        with pytest.raises(NoSuchJob):
+            await svc.finished("a", job_id)
+        with pytest.raises(NoSuchJob):
+            await svc.dismiss("b", job_id)
+        with pytest.raises(NoSuchJob):
+            await svc.get("b", job_id)
+
+    asyncio.run(scenario())
+
+
+def test_sync_request_of_a_queued_process_answers_after_its_wait(server: Server) -> None:
+    async def scenario() -> None:
+        svc = job_service(server)
+        started = time.monotonic()
+        ex = await svc.execute("a", process(server, "sleep"), models.Execute(inputs={"seconds": 30}),
+                               ExecutionPreferences(wait=0.3), BASE)
+        elapsed = time.monotonic() - started
+        assert ex.done is False and ex.mode == "sync" and ex.applied == ["wait=0.3"]
+        assert ex.job.status is StatusCode.accepted
+        assert 0.3 <= elapsed < 15
+        stored = await svc.get("a", ex.job.id)
+        assert stored.status is StatusCode.accepted and stored.mode == "sync"
+
+    asyncio.run(scenario())
+
+
+def test_find_pages_newest_first(server: Server) -> None:
+    async def scenario() -> None:
+        svc = job_service(server)
+        hello = process(server, "hello-world")
+        made = []
+        for n in range(5):
+            ex = await svc.execute("a", hello, models.Execute(inputs={"name": f"n{n}"}), ExecutionPreferences(), BASE)
+            made.append(ex.job)
+        sleep = await svc.execute("a", process(server, "sleep"), models.Execute(inputs={"seconds": 5}),
+                                  ExecutionPreferences(respond_async=True), BASE)
+        made.append(sleep.job)
+        await svc.execute("b", hello, models.Execute(inputs={"name": "elsewhere"}), ExecutionPreferences(), BASE)
+        await svc.recorder.flush()
+        newest_first = [j.id for j in sorted(made, key=lambda j: (j.created, j.id), reverse=True)]
+
+        pages = []
+        for offset in (0, 2, 4):
+            page = await svc.find(JobFilter(namespace="a", limit=2, offset=offset))
+            pages.append(([j.id for j in page.jobs], page.more))
+        assert pages == [(newest_first[0:2], True), (newest_first[2:4], True), (newest_first[4:6], False)]
+        everything = await svc.find(JobFilter(namespace="a", limit=6))
+        assert [j.id for j in everything.jobs] == newest_first and everything.more is False
+        only_sleep = await svc.find(JobFilter(namespace="a", process_ids=["sleep"]))
+        assert [j.id for j in only_sleep.jobs] == [sleep.job.id] and only_sleep.more is False
+        accepted = await svc.find(JobFilter(namespace="a", statuses=[StatusCode.accepted]))
+        assert [j.id for j in accepted.jobs] == [sleep.job.id]
+        theirs = await svc.find(JobFilter(namespace="b"))
+        assert len(theirs.jobs) == 1 and theirs.jobs[0].id not in newest_first
+
+    asyncio.run(scenario())
+
+
+def test_find_limit_is_capped_by_the_settings(tmp_path: Path) -> None:
+    srv = make_server(tmp_path / "capped", job_list_max=2)
+
+    async def scenario() -> None:
+        svc = job_service(srv)
+        hello = process(srv, "hello-world")
+        for n in range(3):
+            await svc.execute("a", hello, models.Execute(inputs={"name": f"n{n}"}), ExecutionPreferences(), BASE)
+        await svc.recorder.flush()
+        page = await svc.find(JobFilter(namespace="a", limit=100))
+        assert len(page.jobs) == 2 and page.more is True
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        srv.close()
+
+
+class Controlled(Process):
+    def __init__(self, options: list[JobControlOption]) -> None:
+        self.description = models.Process(id="controlled", version="1", jobControlOptions=options)
+
+    def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        return {}
+
+
+SYNC, ASYNC, DISMISS = JobControlOption.sync_execute, JobControlOption.async_execute, JobControlOption.dismiss
+
+
+@pytest.mark.parametrize(("options", "prefs", "mode", "applied"), [
+    ([SYNC, ASYNC], ExecutionPreferences(), "sync", []),
+    ([ASYNC, SYNC], ExecutionPreferences(), "sync", []),
+    ([SYNC, ASYNC], ExecutionPreferences(respond_async=True), "async", ["respond-async"]),
+    ([SYNC, ASYNC, DISMISS], ExecutionPreferences(respond_async=True, return_representation=True), "async",
+     ["respond-async", "return=representation"]),
+    ([SYNC, ASYNC], ExecutionPreferences(wait=5), "sync", ["wait=5"]),
+    ([SYNC, ASYNC], ExecutionPreferences(wait=0.25), "sync", ["wait=0.25"]),
+    ([ASYNC], ExecutionPreferences(), "async", []),
+    ([ASYNC], ExecutionPreferences(respond_async=True), "async", ["respond-async"]),
+    ([SYNC], ExecutionPreferences(respond_async=True), "sync", []),  # cannot be honoured: not applied
+    ([SYNC, DISMISS], ExecutionPreferences(respond_async=True, wait=2), "sync", ["wait=2"]),
+])
+def test_choose_mode_honours_prefer_within_job_control_options(
+        options: list[JobControlOption], prefs: ExecutionPreferences, mode: str, applied: list[str]) -> None:
+    assert choose_mode(Controlled(options), prefs) == (mode, applied)
+
+
+@pytest.mark.parametrize("prefs", [ExecutionPreferences(), ExecutionPreferences(respond_async=True)])
+def test_choose_mode_refuses_a_process_that_cannot_be_executed(prefs: ExecutionPreferences) -> None:
+    with pytest.raises(InvalidParameter) as err:
+        choose_mode(Controlled([DISMISS]), prefs)
+    assert err.value.status == 400 and "'controlled'" in err.value.detail
+
+
+# -- ProcessService -------------------------------------------------------------------------------------
+
+SAY = """cwlVersion: v1.2
+class: CommandLineTool
+id: say
+label: Say
+doc: Says the text.
+baseCommand: echo
+stdout: said.txt
+inputs:
+  text: {type: string, inputBinding: {position: 1}}
+outputs:
+  said: {type: stdout}
+"""
+
+#: two tools: 'say' (the first one) and 'shout'
+GRAPH = """cwlVersion: v1.2
+$graph:
+- class: CommandLineTool
+  id: say
+  baseCommand: echo
+  stdout: said.txt
+  inputs: {text: {type: string, inputBinding: {position: 1}}}
+  outputs: {said: {type: stdout}}
+- class: CommandLineTool
+  id: shout
+  baseCommand: echo
+  stdout: shouted.txt
+  inputs: {text: {type: string, inputBinding: {position: 1}}}
+  outputs: {shouted: {type: stdout}}
+"""
+
+CWL = "application/cwl+yaml"
+
+
+def deploy(ps: ProcessService, namespace: str, text: str, media: str = CWL,
+           w: str | None = None) -> models.Process:
+    return asyncio.run(ps.deploy(namespace, text.encode(), media, w))
+
+
+def test_a_deployed_process_belongs_to_its_namespace(server: Server) -> None:
+    ps = server.processes()
+    before = ps.version("a")
+    described = deploy(ps, "a", SAY)
+    assert described.id == "say" and described.title == "Say" and "text" in described.inputs
+    assert ps.version("a") != before
+    offered = ps.get("a", "say")
+    assert offered.mutable is True and offered.process.id == "say"
+    assert set(offered.process.description.inputs) == {"text"}
+    assert set(offered.process.description.outputs) == {"said"}
+    assert "say" in [p.id for p in ps.all("a")]
+    listed = {o.process.id: o.mutable for o in ps.page("a", 100, 0).processes}
+    assert listed["say"] is True and listed["echo"] is False and listed["hello-world"] is False
+
+    with pytest.raises(NoSuchProcess) as err:
+        ps.get("b", "say")
+    assert err.value.status == 404
+    assert "say" not in [p.id for p in ps.all("b")]
+    assert "say" not in [o.process.id for o in ps.page("b", 100, 0).processes]
+    with pytest.raises(NoSuchProcess):
+        asyncio.run(ps.package("b", "say", CWL))
+    with pytest.raises(NoSuchProcess):
+        asyncio.run(ps.undeploy("b", "say"))
+    assert ps.get("a", "say").mutable is True  # b's undeploy left a's alone
+
+
+def test_deploying_twice_is_a_duplicate(server: Server) -> None:
+    ps = server.processes()
+    deploy(ps, "a", SAY)
+    with pytest.raises(OGCError) as err:
+        deploy(ps, "a", SAY.replace("label: Say", "label: Say again"))
+    assert err.value.status == 409 and err.value.type == ExceptionType.DUPLICATED_PROCESS
+    assert ps.get("a", "say").process.description.title == "Say"  # the first deployment stands
+    with pytest.raises(OGCError) as err:
+        deploy(ps, "a", SAY.replace("id: say", "id: echo"))  # a built-in's id
+    assert err.value.status == 409 and err.value.type == ExceptionType.DUPLICATED_PROCESS
+    assert deploy(ps, "b", SAY).id == "say"  # the same id in another namespace is another process
+
+
+def test_replace(server: Server) -> None:
+    ps = server.processes()
+    deploy(ps, "a", SAY)
+    changed = SAY.replace("label: Say", "label: Say it")
+    asyncio.run(ps.replace("a", "say", changed.encode(), CWL, None))
+    assert ps.get("a", "say").process.description.title == "Say it"
+    assert asyncio.run(ps.package("a", "say", CWL)) == (changed, CWL)
+
+    with pytest.raises(InvalidPackage) as err:
+        asyncio.run(ps.replace("a", "other", SAY.encode(), CWL, None))
+    assert err.value.status == 400
+    with pytest.raises(InvalidPackage) as err:
+        asyncio.run(ps.replace("a", "say", GRAPH.encode(), CWL, "shout"))
+    assert err.value.status == 400 and "'shout', not 'say'" in err.value.detail
+    assert asyncio.run(ps.package("a", "say", CWL)) == (changed, CWL)  # unchanged by the refused ones
+    with pytest.raises(NoSuchProcess):
+        ps.get("a", "other")
+    with pytest.raises(NoSuchProcess):
+        asyncio.run(ps.replace("b", "say", SAY.encode(), CWL, None))  # nothing to replace there
+
+
+@pytest.mark.parametrize("builtin", ["echo", "hello-world", "sleep"])
+def test_builtins_are_immutable(server: Server, builtin: str) -> None:
+    ps = server.processes()
+    assert ps.get("a", builtin).mutable is False
+    for attempt in (lambda: ps.undeploy("a", builtin), lambda: ps.replace("a", builtin, SAY.encode(), CWL, None)):
+        with pytest.raises(OGCError) as err:
+            asyncio.run(attempt())
+        assert err.value.status == 403 and err.value.type == ExceptionType.IMMUTABLE_PROCESS
+    with pytest.raises(NoSuchProcess):
+        asyncio.run(ps.package("a", builtin, CWL))
+    assert ps.get("a", builtin).process.id == builtin
+
+
+def test_undeploy(server: Server) -> None:
+    ps = server.processes()
+    deploy(ps, "a", SAY)
+    assert ps.get("a", "say").process.id == "say"  # built (and cached) before the undeploy
+    before = ps.version("a")
+    asyncio.run(ps.undeploy("a", "say"))
+    assert ps.version("a") != before
+    with pytest.raises(NoSuchProcess) as err:
+        ps.get("a", "say")
+    assert err.value.status == 404
+    assert "say" not in [p.id for p in ps.all("a")]
+    with pytest.raises(NoSuchProcess):
+        asyncio.run(ps.package("a", "say", CWL))
+    with pytest.raises(NoSuchProcess):
+        asyncio.run(ps.undeploy("a", "say"))
+    assert deploy(ps, "a", SAY).id == "say"  # may be deployed again
+
+
+def test_package_as_deployed_or_as_json(server: Server) -> None:
+    ps = server.processes()
+    deploy(ps, "a", SAY)
+    assert asyncio.run(ps.package("a", "say", CWL)) == (SAY, CWL)
+    assert asyncio.run(ps.package("a", "say", "*/*")) == (SAY, CWL)
+    text, media = asyncio.run(ps.package("a", "say", "application/cwl+json"))
+    assert media == "application/cwl+json" and json.loads(text) == yaml.safe_load(SAY)
+    text, media = asyncio.run(ps.package("a", "say", "application/json"))
+    assert media == "application/cwl+json" and json.loads(text) == yaml.safe_load(SAY)
+
+    as_json = json.dumps(yaml.safe_load(SAY.replace("id: say", "id: say-json")))
+    assert deploy(ps, "a", as_json, "application/cwl+json").id == "say-json"
+    assert asyncio.run(ps.package("a", "say-json", "application/cwl+json")) == (
+        json.dumps(json.loads(as_json), indent=2), "application/cwl+json")
+    text, media = asyncio.run(ps.package("a", "say-json", CWL))
+    assert media == CWL and yaml.safe_load(text) == json.loads(as_json)
+
+
+def test_seed_deploys_shipped_packages_once_per_namespace(tmp_path: Path) -> None:
+    srv = make_server(tmp_path / "seeded")  # the default plugins: EO ships 'water-bodies'
+    try:
+        ps = srv.processes()
+        with pytest.raises(NoSuchProcess):
+            ps.get("x", "water-bodies")
+        assert ps.seed(["water-bodies"], "x") == ["water-bodies"]
+        seeded = ps.get("x", "water-bodies")
+        assert seeded.mutable is True and "aoi" in seeded.process.description.inputs
+        assert srv.rt.store.processes.seeded("x") == {"water-bodies"}
+        assert ps.seed(["water-bodies"], "x") == []
+        with pytest.raises(NoSuchProcess):
+            ps.get("y", "water-bodies")
+
+        asyncio.run(ps.undeploy("x", "water-bodies"))
+        assert ps.seed(["water-bodies"], "x") == []  # an operator's undeploy stays
+        with pytest.raises(NoSuchProcess):
+            ps.get("x", "water-bodies")
+
+        assert ps.seed(["water-bodies"], "y") == ["water-bodies"]
+        assert ps.get("y", "water-bodies").mutable is True
+        with pytest.raises(KeyError, match="water-bodies"):
+            ps.seed(["no-such-package"], "x")
+    finally:
+        srv.close()
