@@ -51,10 +51,13 @@ def dc(dserver: Server) -> Iterator[httpx.Client]:
 
 
 def test_deploy_needs_the_admin_token(dc: httpx.Client) -> None:
-    validate_exception(dc.post("/processes", content=SCATTER, headers={"Content-Type": "application/cwl+yaml"}),
-                       401)
-    validate_exception(dc.post("/processes", content=SCATTER, headers={"Content-Type": "application/cwl+yaml",
-                                                                        "Authorization": "Bearer wrong"}), 403)
+    resp = dc.post("/processes", content=SCATTER, headers={"Content-Type": "application/cwl+yaml"})
+    validate_exception(resp, 401)
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    resp = dc.post("/processes", content=SCATTER, headers={"Content-Type": "application/cwl+yaml",
+                                                           "Authorization": "Bearer wrong"})
+    validate_exception(resp, 401)  # a credential that is not valid here
+    assert 'error="invalid_token"' in resp.headers["www-authenticate"]
 
 
 def test_deploy_describe_execute_replace_undeploy(dc: httpx.Client) -> None:

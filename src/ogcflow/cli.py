@@ -36,6 +36,9 @@ app = typer.Typer(help="ogcflow: an OGC API - Processes server.", no_args_is_hel
                   rich_markup_mode=None)
 db_app = typer.Typer(help="The job store.")
 app.add_typer(db_app, name="db")
+apikey_app = typer.Typer(help="API keys (stored hashed; a key is shown once, when it is created).",
+                         no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
 
 
 def _logging(level: str) -> None:
@@ -91,12 +94,11 @@ def _seed(settings: Settings) -> None:
     """Deploy the shipped packages of OGCFLOW_DEFAULT_PACKAGES that were never deployed by default."""
     if not settings.cwl.default_packages:
         return
-    from ogcflow.domain import DEFAULT_NAMESPACE
     from ogcflow.wiring import build
 
     server = build(settings)
     try:
-        for process_id in server.processes().seed(settings.cwl.default_packages, DEFAULT_NAMESPACE):
+        for process_id in server.processes().seed(settings.cwl.default_packages):
             console.print(f"deployed the shipped package '{process_id}'")
     except KeyError as exc:  # a package of OGCFLOW_DEFAULT_PACKAGES that no plugin ships
         console.print(f"[yellow]OGCFLOW_DEFAULT_PACKAGES: {exc.args[0]}[/]")
@@ -194,6 +196,80 @@ def db_upgrade() -> None:
     migrate(settings.store.db_url)
     _seed(settings)
     console.print(f"store at newest revision ({time.monotonic() - started:.2f} s)")
+
+
+def _store() -> tuple[Settings, object]:
+    settings = _load_settings()
+    from ogcflow.store import Store, migrate
+
+    migrate(settings.store.db_url)
+    return settings, Store(settings.store.db_url)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    namespace: Annotated[str, typer.Option(help="The namespace the key acts in.")],
+    role: Annotated[str, typer.Option(help="reader, executor, deployer or admin (every namespace).")] = "executor",
+    name: Annotated[str | None, typer.Option(help="A label (who or what holds it).")] = None,
+) -> None:
+    """Create an API key; it is printed once, alone on the last line."""
+    from ogcflow.auth import apikeys
+    from ogcflow.auth.authenticator import Authenticator, check_namespace
+    from ogcflow.domain import Role
+    from ogcflow.errors import OGCError
+    from ogcflow.store import Store
+
+    if role not in Role.__members__:
+        console.print(f"[red]--role must be one of {', '.join(Role.__members__)}[/]")
+        raise typer.Exit(2)
+    try:
+        check_namespace(namespace)
+    except OGCError as exc:
+        console.print(f"[red]--namespace: {exc.detail}[/]")
+        raise typer.Exit(2) from None
+    settings, store = _store()
+    assert isinstance(store, Store)
+    key = apikeys.generate()
+    store.apikeys.create(key.key_id, key.secret_hash, namespace, Role(role), name)
+    store.dispose()
+    Authenticator.keys_changed(settings.store.data_dir)
+    console.print(f"API key {key.key_id} for namespace {namespace} ({role}); send it as 'Authorization: Bearer "
+                  "<key>' or 'X-API-Key: <key>'. It is not shown again:")
+    print(key.key)
+
+
+@apikey_app.command("list")
+def apikey_list(namespace: Annotated[str | None, typer.Option(help="Only this namespace's keys.")] = None) -> None:
+    """The keys (never their secrets)."""
+    from rich.table import Table
+
+    from ogcflow.store import Store
+
+    _settings, store = _store()
+    assert isinstance(store, Store)
+    table = Table("id", "namespace", "role", "name", "created", "revoked")
+    for rec in store.apikeys.all(namespace):
+        table.add_row(rec.id, rec.namespace, rec.role.value, rec.name or "", rec.created.isoformat(timespec="seconds"),
+                      rec.revoked.isoformat(timespec="seconds") if rec.revoked else "")
+    store.dispose()
+    Console().print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (ogcflow apikey list).")]) -> None:
+    """Revoke a key: it stops working at once on this host (within OGCFLOW_APIKEY_CACHE_SECONDS elsewhere)."""
+    from ogcflow.auth.authenticator import Authenticator
+    from ogcflow.store import Store
+
+    settings, store = _store()
+    assert isinstance(store, Store)
+    done = store.apikeys.revoke(key_id)
+    store.dispose()
+    Authenticator.keys_changed(settings.store.data_dir)
+    if not done:
+        console.print(f"[red]no active key {key_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"key {key_id} revoked")
 
 
 if __name__ == "__main__":

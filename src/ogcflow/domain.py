@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, TypeAlias
 
-from ogcflow.errors import ExceptionType
+from ogcflow.errors import ExceptionType, Forbidden, Unauthorized
 from ogcflow.models import ResponseMode, StatusCode, TransmissionMode
 
 #: a JSON value as decoded (inputs, inline outputs): its shape is the process description's business
@@ -20,11 +21,51 @@ JSONValue: TypeAlias = Any
 JSONObject: TypeAlias = dict[str, JSONValue]
 
 DEFAULT_NAMESPACE = "default"
+#: where server-wide packages live (visible in every namespace); not a valid namespace name
+SHARED_NAMESPACE = "~shared"
 ACTIVE = (StatusCode.accepted, StatusCode.running)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    """What a caller may do; each role may do what the ones before it may."""
+
+    reader = "reader"  # list, describe, status, results
+    executor = "executor"  # + execute, dismiss its own jobs
+    deployer = "deployer"  # + deploy, replace, undeploy in its namespace; dismiss any job there
+    admin = "admin"  # + every namespace
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+
+_RANKS = {Role.reader: 0, Role.executor: 1, Role.deployer: 2, Role.admin: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a service acts for: the namespace of the request, the caller's identity and role there."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    #: None for an anonymous caller (open namespaces)
+    subject: str | None = None
+    role: Role = Role.executor
+
+    def may(self, role: Role) -> bool:
+        return self.role.rank >= role.rank
+
+    def require(self, role: Role, what: str) -> None:
+        """401 for an anonymous caller (credentials would give more), 403 for one whose role is too low."""
+        if self.may(role):
+            return
+        if self.subject is None:
+            raise Unauthorized(f"{what} needs credentials with the {role.value} role",
+                               headers={"WWW-Authenticate": 'Bearer realm="ogcflow"'})
+        raise Forbidden(f"{what} needs the {role.value} role; this caller's role is {self.role.value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +216,8 @@ class Job:
     heartbeat: datetime | None = None
     run_ref: str | None = None
     log: str | None = None
+    #: who submitted it (the caller's subject; None when anonymous)
+    owner: str | None = None
 
     @property
     def active(self) -> bool:

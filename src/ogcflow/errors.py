@@ -118,6 +118,18 @@ class JobFailed(OGCError):
     status, type, title = 500, ExceptionType.JOB_FAILED, "Job failed"
 
 
+class Unauthorized(OGCError):
+    """Credentials are missing, malformed, unknown, revoked or expired (401 with ``WWW-Authenticate``)."""
+
+    status, type, title = 401, ExceptionType.UNAUTHORIZED, "Unauthorized"
+
+
+class Forbidden(OGCError):
+    """The caller is known but its role does not allow this operation."""
+
+    status, type, title = 403, ExceptionType.FORBIDDEN, "Forbidden"
+
+
 class ProcessError(Exception):
     """Raised by a process to fail its job with a clear message (no traceback shown to users)."""
 

@@ -109,7 +109,7 @@ class ServerSettings(SettingsGroup):
     max_body_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (413 above).")
     job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
     admin_token: str | None = Field(
-        None, description="Bearer token that may deploy, replace and undeploy processes (unset: nobody may).")
+        None, description="A bearer token with the admin role (every namespace, deploying); unset: none.")
 
 
 class StoreSettings(SettingsGroup):
@@ -197,6 +197,32 @@ class CWLSettings(SettingsGroup):
         description="Shipped application packages deployed at first start (an undeploy is not undone).")
 
 
+class AuthSettings(SettingsGroup):
+    """Who may do what (docs/security.md)."""
+
+    group: ClassVar[str] = "auth"
+    auth: Literal["auto", "required", "open"] = Field(
+        "auto", description="required: every request needs credentials; open: namespaces are open to anyone "
+                            "(deploying still needs a deployer); auto: required as soon as an OpenID issuer is "
+                            "configured or an API key exists.")
+    oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer whose access tokens (JWT) are accepted (discovery and JWKS are "
+                          "read from it).")
+    oidc_audience: str | None = Field("ogcflow", description="The audience (aud) tokens must be meant for.")
+    oidc_namespace_claim: str = Field("namespace", description="The claim naming the caller's namespace "
+                                                               "(a dotted path reads nested claims).")
+    oidc_roles_claim: str = Field("roles", description="The claim listing the caller's roles (reader, executor, "
+                                                       "deployer, admin; a dotted path such as "
+                                                       "realm_access.roles reads nested claims).")
+    oidc_default_roles: list[str] = Field(
+        default_factory=list, description="Roles of a token whose roles claim is missing (none: such tokens are "
+                                          "refused).")
+    oidc_leeway: float = Field(30.0, description="Seconds of clock skew allowed on exp and nbf.")
+    apikey_cache_seconds: float = Field(
+        2.0, description="How long an API process trusts what it read of a key (a key created or revoked on "
+                         "the same host is seen at once).")
+
+
 class PluginSettings(SettingsGroup):
     group: ClassVar[str] = "plugins"
     plugins: list[str] = Field(
@@ -205,8 +231,8 @@ class PluginSettings(SettingsGroup):
                     "Earth observation (STAC stage-out, the water-bodies steps and package).")
 
 
-CORE_GROUPS: tuple[type[SettingsGroup], ...] = (ServerSettings, StoreSettings, NetworkSettings, EngineSettings,
-                                                PrefectSettings, CWLSettings, PluginSettings)
+CORE_GROUPS: tuple[type[SettingsGroup], ...] = (ServerSettings, StoreSettings, NetworkSettings, AuthSettings,
+                                                EngineSettings, PrefectSettings, CWLSettings, PluginSettings)
 
 
 class Settings:
@@ -221,6 +247,7 @@ class Settings:
         self.server = ServerSettings.from_flat(self.overrides)
         self.store = StoreSettings.from_flat(self.overrides)
         self.network = NetworkSettings.from_flat(self.overrides)
+        self.auth = AuthSettings.from_flat(self.overrides)
         self.engine = EngineSettings.from_flat(self.overrides)
         self.prefect = PrefectSettings.from_flat(self.overrides)
         self.cwl = CWLSettings.from_flat(self.overrides)

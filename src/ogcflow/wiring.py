@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ogcflow.auth.authenticator import Authenticator
 from ogcflow.engines.base import Engine
 from ogcflow.engines.worker import StoreQueue, Worker, WorkerPlugin
 from ogcflow.packages.hooks import CWLHooks
@@ -46,6 +47,11 @@ class Server:
 
     def processes(self) -> ProcessService:
         return ProcessService(self.rt, self.ext.shipped)
+
+    def authenticator(self) -> Authenticator:
+        s = self.rt.settings
+        return Authenticator(s.auth, self.rt.store.apikeys, admin_token=s.server.admin_token,
+                             data_dir=s.store.data_dir)
 
     def close(self) -> None:
         self.rt.close()

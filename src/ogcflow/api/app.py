@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from ogcflow import __version__
 from ogcflow.api import errors
 from ogcflow.api.deps import Services
-from ogcflow.api.fastpath import ExecutionFastPath
+from ogcflow.api.fastpath import NAMESPACE_PREFIX, ExecutionFastPath
 from ogcflow.api.routes import deploy, jobs, landing, processes
 from ogcflow.jobs.recorder import JobRecorder
 from ogcflow.services.jobs import JobService
@@ -41,13 +41,14 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
                   openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     public = settings.server.public_url.rstrip("/") if settings.server.public_url else None
     app.state.services = Services(settings=settings, jobs=JobService(rt, make_engine(rt), recorder),
-                                  processes=server.processes(), public_url=public)
+                                  processes=server.processes(), auth=server.authenticator(), public_url=public)
     errors.install(app)
     app.add_middleware(ExecutionFastPath)  # first added: innermost, inside every middleware added later
-    app.include_router(landing.router)
-    app.include_router(deploy.router)
-    app.include_router(processes.router)
-    app.include_router(jobs.router)
+    routers = [module.router for module in (landing, deploy, processes, jobs)]
+    for prefix in ("", NAMESPACE_PREFIX):  # the default namespace at the root; every namespace under its own
+        for router in routers:
+            app.include_router(router, prefix=prefix)
+    app.state.api_routes = [route for router in routers for route in router.routes]  # for /api
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     try:
         from swagger_ui_bundle import swagger_ui_path

@@ -1,7 +1,8 @@
-"""What every route receives: the services, the base URL clients see and the request's namespace.
+"""What every route receives: the services, the caller (namespace, identity, role) and the URLs clients see.
 
 :func:`get_ctx` is the one way in: the routed endpoints (as a dependency) and the fast synchronous path
-both call it, so whatever it checks (the namespace; soon the caller's credentials) holds for every request.
+both call it, so what it checks holds for every request: the namespace of the path (``/{namespace}/ogc-api``;
+the root is the ``default`` namespace), the credentials, and that the caller may act in that namespace.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from ogcflow.domain import DEFAULT_NAMESPACE
+from ogcflow.auth.authenticator import Authenticator, check_namespace
+from ogcflow.domain import DEFAULT_NAMESPACE, Caller
 from ogcflow.services.jobs import JobService
 from ogcflow.services.processes import ProcessService
 from ogcflow.settings import Settings
@@ -23,6 +25,7 @@ class Services:
     settings: Settings
     jobs: JobService
     processes: ProcessService
+    auth: Authenticator
     #: OGCFLOW_PUBLIC_URL without its trailing slash, if set
     public_url: str | None
 
@@ -32,8 +35,12 @@ class Ctx:
     jobs: JobService
     processes: ProcessService
     settings: Settings
+    #: where this namespace's API is (links, Location, monitor): the root, or <root>/<namespace>/ogc-api
     base_url: str
-    namespace: str = DEFAULT_NAMESPACE
+    caller: Caller
+    #: the server's root (static files)
+    root_url: str
+    auth_required: bool = False
 
 
 _bases: dict[tuple[str, str, str], str] = {}
@@ -62,4 +69,13 @@ def services(request: Request) -> Services:
 
 async def get_ctx(request: Request) -> Ctx:
     s = services(request)
-    return Ctx(jobs=s.jobs, processes=s.processes, settings=s.settings, base_url=base_url(request, s.public_url))
+    in_path = request.path_params.get("namespace")
+    namespace = DEFAULT_NAMESPACE if in_path is None else check_namespace(in_path)
+    headers = request.headers
+    identity = s.auth.identify(headers.get("authorization"), headers.get("x-api-key"))
+    caller = s.auth.caller(identity, namespace)
+    root = base_url(request, s.public_url)
+    request.state.root_url = root
+    base = root if in_path is None else f"{root}/{namespace}/ogc-api"
+    return Ctx(jobs=s.jobs, processes=s.processes, settings=s.settings, base_url=base, caller=caller,
+               root_url=root, auth_required=s.auth.required)

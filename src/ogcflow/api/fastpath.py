@@ -18,6 +18,9 @@ from ogcflow.api.routes.processes import execute
 
 _PREFIX = "/processes/"
 _SUFFIX = "/execution"
+#: where every namespace's API is (the root is the default namespace's)
+NAMESPACE_PREFIX = "/{namespace}/ogc-api"
+_NS_MARK = "/ogc-api/processes/"
 
 
 class ExecutionFastPath:
@@ -25,17 +28,23 @@ class ExecutionFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path: str = scope["path"]
-            if path.startswith(_PREFIX) and path.endswith(_SUFFIX) and not scope.get("root_path"):
-                process_id = path[len(_PREFIX): -len(_SUFFIX)]
-                if process_id and "/" not in process_id:
-                    await self._execute(scope, receive, send, process_id)
+            if path.endswith(_SUFFIX):
+                params: dict[str, str] | None = None
+                if path.startswith(_PREFIX):
+                    params = {"processId": path[len(_PREFIX): -len(_SUFFIX)]}
+                else:  # /{namespace}/ogc-api/processes/{id}/execution
+                    head, mark, rest = path[1:].partition(_NS_MARK)
+                    if mark and head and "/" not in head:
+                        params = {"namespace": head, "processId": rest[: -len(_SUFFIX)]}
+                if params is not None and params["processId"] and "/" not in params["processId"]:
+                    await self._execute(scope, receive, send, params)
                     return
         await self.app(scope, receive, send)
 
-    async def _execute(self, scope: Scope, receive: Receive, send: Send, process_id: str) -> None:
-        scope = {**scope, "path_params": {"processId": process_id}}
+    async def _execute(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
+        scope = {**scope, "path_params": params}
         request = Request(scope, receive)
         try:
             response: Any = await execute(request)

@@ -72,6 +72,7 @@ def respond(request: Request, data: dict[str, Any], template: str, *, status_cod
             headers: dict[str, str] | None = None, **context: Any) -> Response:
     """The resource as JSON, or as the HTML page ``template`` when the client asks for HTML."""
     if wants_html(request):
+        context.setdefault("root", getattr(request.state, "root_url", None) or context.get("base", ""))
         resp: Response = render_html(template, status_code, data=data, request=request, **context)
     else:
         resp = JSONResp(data, status_code=status_code)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ogcflow import __version__
+from ogcflow.domain import Caller
 from ogcflow.processes.base import Process
 from ogcflow.services.processes import ProcessService
 
@@ -108,14 +109,22 @@ def _exception_response(description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}}}}
 
 
-def build(app: FastAPI, processes: list[Process], base_url: str) -> dict[str, Any]:
-    doc = get_openapi(title=app.title, version=__version__, description=app.description, routes=app.routes)
+def build(app: FastAPI, processes: list[Process], base_url: str,
+          security: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The document of the root routes (a namespace's API has the same paths under its own server URL),
+    with the processes' execute requests, and the security schemes when credentials are accepted."""
+    routes = app.state.api_routes  # the routers' own routes: the paths without a namespace prefix
+    doc = get_openapi(title=app.title, version=__version__, description=app.description, routes=routes)
     doc = dict(to_oas30(doc))
     doc["openapi"] = "3.0.3"
     doc["servers"] = [{"url": base_url}]
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    if security:
+        schemes, optional = security["schemes"], security["optional"]
+        doc["components"]["securitySchemes"] = schemes
+        doc["security"] = [{name: []} for name in schemes] + ([{}] if optional else [])
     schemas["Exception"] = {"type": "object", "required": ["type"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "instance": {"type": "string"}}, "additionalProperties": True}
@@ -151,12 +160,13 @@ def build(app: FastAPI, processes: list[Process], base_url: str) -> dict[str, An
 _cache: dict[tuple[str, tuple[int, str], str], dict[str, Any]] = {}
 
 
-def openapi_document(app: FastAPI, service: ProcessService, namespace: str, base_url: str) -> dict[str, Any]:
+def openapi_document(app: FastAPI, service: ProcessService, caller: Caller, base_url: str,
+                     security: dict[str, Any] | None = None) -> dict[str, Any]:
     """The document of one namespace (its processes), cached until a deployment there changes them."""
-    key = (namespace, service.version(namespace), base_url)
+    key = (caller.namespace, service.version(caller), base_url)
     doc = _cache.get(key)
     if doc is None:
         if len(_cache) > 64:
             _cache.clear()
-        doc = _cache[key] = build(app, service.all(namespace), base_url)
+        doc = _cache[key] = build(app, service.all(caller), base_url, security)
     return doc

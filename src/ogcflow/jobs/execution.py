@@ -31,7 +31,7 @@ LOG_NAME = "job.log"  # a job's log in results storage
 
 
 def new_job(process: models.Process, execute: models.Execute, *, mode: str, namespace: str, engine: str,
-            base_url: str) -> Job:
+            base_url: str, owner: str | None = None) -> Job:
     now = utcnow()
     sub = execute.subscriber
     request = JobRequest(
@@ -42,7 +42,7 @@ def new_job(process: models.Process, execute: models.Execute, *, mode: str, name
     )
     return Job(id=str(uuid.uuid4()), process_id=process.id, status=StatusCode.accepted, created=now,
                updated=now, request=request, namespace=namespace, mode=mode, engine=engine,
-               message="accepted", progress=0)
+               message="accepted", progress=0, owner=owner)
 
 
 @dataclass(frozen=True, slots=True)

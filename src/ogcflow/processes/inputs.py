@@ -19,8 +19,9 @@ from typing import Any
 from jsonschema import Draft4Validator, FormatChecker
 
 from ogcflow import models
-from ogcflow.errors import InputFetchError, InvalidInput
+from ogcflow.errors import InputFetchError, InvalidInput, InvalidParameter
 from ogcflow.models import TransmissionMode
+from ogcflow.netpolicy import Policy, URLRefused, check_url
 
 _formats = FormatChecker(formats=())
 
@@ -273,3 +274,38 @@ def _resolve_one(input_id: str, value: Any, desc: models.InputDescription, fetch
     if is_binary(schema):
         return base64.b64decode(value)
     return value
+
+
+def _outbound(value: Any, desc: models.InputDescription) -> list[str]:
+    """The URLs the server would fetch for one input: references (``href``), and URL strings of inputs
+    that are themselves references (``format: uri``, e.g. a CWL File), when they are http(s)."""
+    urls = []
+    for occ in (value if isinstance(value, list) else [value]):
+        if isinstance(occ, dict) and "href" in occ and "value" not in occ:
+            urls.append(str(occ["href"]))
+        elif isinstance(occ, str) and desc.schema_.get("format") == "uri" and occ.startswith(("http://", "https://")):
+            urls.append(occ)
+    return urls
+
+
+def check_outbound(process: models.Process, execute: models.Execute, policy: Policy) -> None:
+    """Refuse at submission (400, with the reason) the inputs by reference and the callback URLs that the
+    network policy would refuse later: no job is created for them."""
+    for input_id, value in execute.inputs.items():
+        desc = process.inputs.get(input_id)
+        if desc is None:
+            continue
+        for url in _outbound(value, desc):
+            try:
+                check_url(url, policy)
+            except URLRefused as exc:
+                raise InvalidInput(f"input '{input_id}': {exc}") from None
+    sub = execute.subscriber
+    if sub is not None:
+        for name, target in (("successUri", sub.successUri), ("inProgressUri", sub.inProgressUri),
+                             ("failedUri", sub.failedUri)):
+            if target:
+                try:
+                    check_url(target, policy)
+                except URLRefused as exc:
+                    raise InvalidParameter(f"subscriber.{name}: {exc}") from None

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 from ogcflow import models
-from ogcflow.domain import ExecutionPreferences, Job, JobFilter, JSONObject, OutputEntry, utcnow
+from ogcflow.domain import Caller, ExecutionPreferences, Job, JobFilter, JSONObject, OutputEntry, Role, utcnow
 from ogcflow.engines.base import Engine
 from ogcflow.errors import (
+    Forbidden,
     InvalidParameter,
     NoSuchJob,
     NoSuchOutput,
@@ -30,7 +31,7 @@ from ogcflow.jobs.results import raw_body, results_document
 from ogcflow.jobs.status import job_url
 from ogcflow.models import JobControlOption, StatusCode
 from ogcflow.processes.base import JobContext, Process
-from ogcflow.processes.inputs import check_request, has_references
+from ogcflow.processes.inputs import check_outbound, check_request, has_references
 from ogcflow.runtime import Runtime
 from ogcflow.storage import make_key
 
@@ -103,19 +104,22 @@ class JobService:
 
     # -- execute ------------------------------------------------------------------------------------
 
-    async def execute(self, namespace: str, process: Process, request: models.Execute,
+    async def execute(self, caller: Caller, process: Process, request: models.Execute,
                       prefs: ExecutionPreferences, base_url: str) -> Execution:
-        """Check the request against the process (one of ``namespace``, as the process service gave it), then
-        run it inline (cheap synchronous work), or store the job, hand it to the engine and, when
-        synchronous, wait for its end (bounded by the sync timeout)."""
+        """Check the request against the process (one of the caller's namespace, as the process service gave
+        it) and the network policy, then run it inline (cheap synchronous work), or store the job, hand it
+        to the engine and, when synchronous, wait for its end (bounded by the sync timeout)."""
+        caller.require(Role.executor, "executing a process")
         rt = self.rt
+        namespace = caller.namespace
         check_request(process.description, request)
+        await asyncio.to_thread(check_outbound, process.description, request, rt.settings.network)
         mode, applied = choose_mode(process, prefs)
         if (mode == "sync" and process.inline and self.engine.inline_sync and request.subscriber is None
                 and not has_references(request.inputs)):
-            return Execution(await self._inline(process, request, namespace, base_url), "sync", applied, done=True)
+            return Execution(await self._inline(process, request, caller, base_url), "sync", applied, done=True)
         job = new_job(process.description, request, mode=mode, namespace=namespace, engine=self.engine.name,
-                      base_url=base_url)
+                      base_url=base_url, owner=caller.subject)
         await asyncio.to_thread(rt.store.jobs.create, job)
         try:
             await self.engine.submit(job)
@@ -130,11 +134,11 @@ class JobService:
             job = done or job
         return Execution(job, mode, applied)
 
-    async def _inline(self, process: Process, request: models.Execute, namespace: str, base_url: str) -> Job:
+    async def _inline(self, process: Process, request: models.Execute, caller: Caller, base_url: str) -> Job:
         """Run in this process; the record is written after the response (batched), or before it when the
         response links to outputs kept by reference."""
-        job = new_job(process.description, request, mode="sync", namespace=namespace, engine="inline",
-                      base_url=base_url)
+        job = new_job(process.description, request, mode="sync", namespace=caller.namespace, engine="inline",
+                      base_url=base_url, owner=caller.subject)
         job.started = utcnow()
         outcome = execute_process(self.rt, job, JobContext(job_id=job.id, workdir=self.rt.settings.store.data_dir))
         job.status, job.results, job.error, job.message = (outcome.status, outcome.manifest, outcome.failure,
@@ -162,53 +166,54 @@ class JobService:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    async def get(self, namespace: str, job_id: str) -> Job:
+    async def get(self, caller: Caller, job_id: str) -> Job:
         """The job as the store and, while it is active, its engine know it."""
-        job = await asyncio.to_thread(self.rt.store.jobs.get, job_id, namespace)
+        job = await asyncio.to_thread(self.rt.store.jobs.get, job_id, caller.namespace)
         if job is None:
             raise NoSuchJob(f"There is no job '{job_id}'. See /jobs.")
         if job.active:
             job = await self.engine.refresh(job)
         return job
 
-    async def find(self, flt: JobFilter) -> JobPage:
-        flt = replace(flt, limit=min(flt.limit, self.rt.settings.server.job_list_max))
+    async def find(self, caller: Caller, flt: JobFilter) -> JobPage:
+        """A page of the caller's namespace's jobs, newest first."""
+        flt = replace(flt, namespace=caller.namespace, limit=min(flt.limit, self.rt.settings.server.job_list_max))
         rows = await asyncio.to_thread(self.rt.store.jobs.find, flt)
         return JobPage(jobs=rows[:flt.limit], more=len(rows) > flt.limit)
 
-    async def wait(self, namespace: str, job_id: str, timeout: float) -> Job:
+    async def wait(self, caller: Caller, job_id: str, timeout: float) -> Job:
         """The job once it has ended, or as it is after ``timeout`` seconds."""
-        job = await self.get(namespace, job_id)
+        job = await self.get(caller, job_id)
         if job.status.finished:
             return job
         return await self.engine.wait(job_id, timeout) or job
 
-    async def finished(self, namespace: str, job_id: str) -> Job:
+    async def finished(self, caller: Caller, job_id: str) -> Job:
         """The job if it has ended (successfully or not); dismissed and active jobs have no results."""
-        job = await self.get(namespace, job_id)
+        job = await self.get(caller, job_id)
         if job.status is StatusCode.dismissed:
             raise NoSuchJob(f"Job '{job_id}' was dismissed; its results are gone.")
         if job.active:
             raise ResultNotReady(f"Job '{job_id}' is {job.status.value}; its results are not ready yet.")
         return job
 
-    async def successful(self, namespace: str, job_id: str) -> Job:
+    async def successful(self, caller: Caller, job_id: str) -> Job:
         """The job, if it ended successfully (its exception document if it failed)."""
-        job = await self.finished(namespace, job_id)
+        job = await self.finished(caller, job_id)
         if job.status is StatusCode.failed:
             raise job_failure(job)
         return job
 
-    async def output(self, namespace: str, job_id: str, output_id: str) -> tuple[bytes, str]:
+    async def output(self, caller: Caller, job_id: str, output_id: str) -> tuple[bytes, str]:
         """One output of a successful job as a body of its own media type."""
-        job = await self.successful(namespace, job_id)
+        job = await self.successful(caller, job_id)
         entry: OutputEntry | None = (job.results or {}).get(output_id)
         if entry is None:
             raise NoSuchOutput(f"Job '{job_id}' has no output '{output_id}'")
         return await asyncio.to_thread(raw_body, entry, self.rt.storage)
 
-    async def files(self, namespace: str, job_id: str) -> tuple[Job, list[JobFile]]:
-        job = await self.successful(namespace, job_id)
+    async def files(self, caller: Caller, job_id: str) -> tuple[Job, list[JobFile]]:
+        job = await self.successful(caller, job_id)
         storage = self.rt.storage
 
         def listing() -> list[JobFile]:
@@ -217,9 +222,9 @@ class JobService:
 
         return job, await asyncio.to_thread(listing)
 
-    async def file(self, namespace: str, job_id: str, name: str) -> tuple[str, Path | None]:
+    async def file(self, caller: Caller, job_id: str, name: str) -> tuple[str, Path | None]:
         """The storage key of one file of a successful job, and its local path when it has one."""
-        job = await self.successful(namespace, job_id)
+        job = await self.successful(caller, job_id)
         storage = self.rt.storage
         try:
             key = make_key(job.id, name)
@@ -232,8 +237,8 @@ class JobService:
     def stream(self, key: str) -> Iterator[bytes]:
         return self.rt.storage.iter_bytes(key)
 
-    async def log(self, namespace: str, job_id: str) -> bytes:
-        job = await self.get(namespace, job_id)
+    async def log(self, caller: Caller, job_id: str) -> bytes:
+        job = await self.get(caller, job_id)
         if job.active:
             raise ResultNotReady(f"Job '{job_id}' is {job.status.value}; its log is kept when it ends.")
         if not job.log or job.status is StatusCode.dismissed:
@@ -242,10 +247,16 @@ class JobService:
 
     # -- dismiss ------------------------------------------------------------------------------------
 
-    async def dismiss(self, namespace: str, job_id: str) -> Job:
+    async def dismiss(self, caller: Caller, job_id: str) -> Job:
         """Stop the job's work and remove its results; the job as it is afterwards."""
+        caller.require(Role.executor, "dismissing a job")
         rt = self.rt
-        before = await asyncio.to_thread(rt.store.jobs.dismiss, job_id, namespace)
+        if not caller.may(Role.deployer) and caller.subject is not None:
+            job = await self.get(caller, job_id)
+            if job.owner != caller.subject:
+                raise Forbidden(f"job '{job_id}' was submitted by another caller: an executor dismisses its own "
+                                "jobs")
+        before = await asyncio.to_thread(rt.store.jobs.dismiss, job_id, caller.namespace)
         if before is None:
             raise NoSuchJob(f"There is no job '{job_id}'. See /jobs.")
         if before.active:
@@ -257,4 +268,4 @@ class JobService:
             await asyncio.to_thread(rt.storage.delete_job, job_id)
         except ServiceUnavailable as exc:  # the job is dismissed; its worker deletes the files again when it stops
             log.warning("job %s dismissed, but its files could not be deleted yet: %s", job_id, exc)
-        return await asyncio.to_thread(rt.store.jobs.get, job_id, namespace) or before
+        return await asyncio.to_thread(rt.store.jobs.get, job_id, caller.namespace) or before

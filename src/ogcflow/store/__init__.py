@@ -1,15 +1,16 @@
-"""All persistence: jobs, deployed processes, callback deliveries, on one SQLAlchemy engine (SQLite or
+"""All persistence: jobs, deployed processes, callback deliveries, API keys, on one SQLAlchemy engine (SQLite or
 PostgreSQL). Every read a request can reach takes the namespace as a required argument."""
 
 from __future__ import annotations
 
+from ogcflow.store.apikeys import ApiKeyRecord, ApiKeyStore
 from ogcflow.store.callbacks import CallbackStore
 from ogcflow.store.db import make_engine, migrate
 from ogcflow.store.jobs import JobStore, worker_identity
 from ogcflow.store.processes import ProcessRecord, ProcessStore
 
-__all__ = ["CallbackStore", "JobStore", "ProcessRecord", "ProcessStore", "Store", "make_engine", "migrate",
-           "worker_identity"]
+__all__ = ["ApiKeyRecord", "ApiKeyStore", "CallbackStore", "JobStore", "ProcessRecord", "ProcessStore", "Store",
+           "make_engine", "migrate", "worker_identity"]
 
 
 class Store:
@@ -21,6 +22,7 @@ class Store:
         self.jobs = JobStore(self.engine)
         self.processes = ProcessStore(self.engine)
         self.callbacks = CallbackStore(self.engine)
+        self.apikeys = ApiKeyStore(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

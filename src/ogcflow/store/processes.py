@@ -28,6 +28,9 @@ class ProcessRecord:
     entry: str
     inputs_kind: dict[str, str]
     updated: datetime
+    #: the request body as deployed when it was not the CWL itself (an OGC application package)
+    source: str | None = None
+    source_type: str | None = None
 
     @property
     def kind(self) -> str:
@@ -47,13 +50,16 @@ class NewPackage:
     media_type: str
     entry: str
     inputs_kind: dict[str, str]
+    source: str | None = None
+    source_type: str | None = None
 
 
 def _record(row: Row[Any]) -> ProcessRecord:
     d = row._mapping
     return ProcessRecord(namespace=d["namespace"], id=d["id"], description=dict(d["description"]),
                          package=d["package"], media_type=d["media_type"], entry=d["entry"],
-                         inputs_kind=dict(d["inputs_kind"]), updated=d["updated"])
+                         inputs_kind=dict(d["inputs_kind"]), updated=d["updated"], source=d["source"],
+                         source_type=d["source_type"])
 
 
 class ProcessStore:
@@ -126,4 +132,5 @@ class ProcessStore:
 
 def _values(pkg: NewPackage) -> dict[str, Any]:
     return {"id": pkg.id, "version": pkg.version, "description": pkg.description, "package": pkg.package,
-            "media_type": pkg.media_type, "entry": pkg.entry, "inputs_kind": pkg.inputs_kind}
+            "media_type": pkg.media_type, "entry": pkg.entry, "inputs_kind": pkg.inputs_kind, "source": pkg.source,
+            "source_type": pkg.source_type}

@@ -40,6 +40,7 @@ jobs = Table(
     Column("heartbeat", DateTime),
     Column("run_ref", String(256)),  # the engine's own id of the run (e.g. a Prefect flow run id)
     Column("log", String(512)),  # storage key of the job's log, when it keeps one
+    Column("owner", String(256)),  # the subject of the caller who submitted it (None: anonymous)
     Index("ix_jobs_ns_created", "namespace", "created"),
     Index("ix_jobs_ns_status_created", "namespace", "status", "created"),
     Index("ix_jobs_ns_process_created", "namespace", "process_id", "created"),
@@ -71,6 +72,8 @@ processes = Table(
     Column("media_type", String(128), nullable=False),
     Column("entry", String(128), nullable=False),  # the workflow of the document that is the process
     Column("inputs_kind", JSON, nullable=False),  # input id -> File | Directory | File[] ... (staging)
+    Column("source", Text),  # the request body as deployed (e.g. an OGC application package), if not the CWL
+    Column("source_type", String(128)),  # its media type
     Column("created", DateTime, nullable=False),
     Column("updated", DateTime, nullable=False),
 )
@@ -82,4 +85,17 @@ seeded_packages = Table(
     Column("namespace", String(128), primary_key=True),
     Column("name", String(128), primary_key=True),
     Column("seeded", DateTime, nullable=False),
+)
+
+#: API keys (their secret hashed; ``ogcflow apikey create|list|revoke``)
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("namespace", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(256)),
+    Column("created", DateTime, nullable=False),
+    Column("revoked", DateTime),
 )

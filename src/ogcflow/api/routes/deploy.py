@@ -1,20 +1,20 @@
 """OGC API - Processes - Part 2: POST /processes, PUT and DELETE /processes/{id}, GET /processes/{id}/package.
 
-Deploying runs code on the platform: only the holder of the admin token may do it.
+Deploying runs code on the platform: only callers with the deployer role (or admins) may do it, in their
+own namespace (ProcessService enforces it).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from ogcflow.api.deps import Ctx, get_ctx, services
+from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.negotiation import JSONResp
 from ogcflow.api.routes.processes import process_links
-from ogcflow.errors import ExceptionType, OGCError, PayloadTooLarge
+from ogcflow.errors import PayloadTooLarge
 from ogcflow.packages.deploy import CWL_TYPES, PACKAGE_TYPES, check_media_type
 
 router = APIRouter(tags=["Deploy, replace, undeploy"])
@@ -22,20 +22,6 @@ router = APIRouter(tags=["Deploy, replace, undeploy"])
 _PACKAGE_BODY = {"required": True, "description": "A CWL document, or an OGC application package whose "
                  "executionUnit is CWL", "content": {t: {"schema": {"type": "object" if "json" in t else "string"}}
                                                    for t in PACKAGE_TYPES}}
-
-
-def require_deployer(request: Request) -> None:
-    """The request carries the admin bearer token (401 without a token, 403 with another)."""
-    expected = services(request).settings.server.admin_token
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
-    if not given or scheme.lower() != "bearer" or not token:
-        raise OGCError("deploying, replacing and undeploying processes need a bearer token",
-                       status=401, type=ExceptionType.UNAUTHORIZED, title="Unauthorized",
-                       headers={"WWW-Authenticate": 'Bearer realm="ogcflow"'})
-    if not expected or not hmac.compare_digest(token.strip(), expected):
-        raise OGCError("this token may not deploy, replace or undeploy processes", status=403,
-                       type=ExceptionType.FORBIDDEN, title="Forbidden")
 
 
 async def _body(request: Request, limit: int) -> tuple[bytes, str]:
@@ -50,30 +36,30 @@ async def _body(request: Request, limit: int) -> tuple[bytes, str]:
 
 
 @router.post("/processes", summary="Deploy a process", operation_id="deploy", status_code=201,
-             dependencies=[Depends(require_deployer)], openapi_extra={"requestBody": _PACKAGE_BODY})
+             openapi_extra={"requestBody": _PACKAGE_BODY})
 async def deploy(request: Request, ctx: Annotated[Ctx, Depends(get_ctx)],
                  w: Annotated[str | None, Query(description="The workflow of a $graph to deploy")] = None) -> Response:
     data, media = await _body(request, ctx.settings.server.max_body_bytes)
-    described = await ctx.processes.deploy(ctx.namespace, data, media, w)
+    described = await ctx.processes.deploy(ctx.caller, data, media, w)
     summary = described.model_copy(update={"links": process_links(ctx.base_url, described.id),
                                            "mutable": True}).summary()
     return JSONResp(summary.dump(), status_code=201, headers={"Location": f"{ctx.base_url}/processes/{described.id}"})
 
 
 @router.put("/processes/{processId}", summary="Replace a process", operation_id="replace", status_code=204,
-            dependencies=[Depends(require_deployer)], openapi_extra={"requestBody": _PACKAGE_BODY})
+            openapi_extra={"requestBody": _PACKAGE_BODY})
 async def replace(request: Request, processId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)],
                   w: Annotated[str | None, Query(description="The workflow of a $graph")] = None) -> Response:
-    ctx.processes.check_mutable(processId)  # 403 before the body is read
+    ctx.processes.check_mutable(ctx.caller, processId)  # 403 before the body is read
     data, media = await _body(request, ctx.settings.server.max_body_bytes)
-    await ctx.processes.replace(ctx.namespace, processId, data, media, w)
+    await ctx.processes.replace(ctx.caller, processId, data, media, w)
     return Response(status_code=204)
 
 
 @router.delete("/processes/{processId}", summary="Undeploy a process", operation_id="undeploy", status_code=204,
-               dependencies=[Depends(require_deployer)])
+)
 async def undeploy(processId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    await ctx.processes.undeploy(ctx.namespace, processId)
+    await ctx.processes.undeploy(ctx.caller, processId)
     return Response(status_code=204)
 
 
@@ -81,5 +67,5 @@ async def undeploy(processId: Annotated[str, Path()], ctx: Annotated[Ctx, Depend
             operation_id="getPackage", responses={200: {"content": {t: {} for t in CWL_TYPES}}})
 async def get_package(request: Request, processId: Annotated[str, Path()],
                       ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    text, media = await ctx.processes.package(ctx.namespace, processId, request.headers.get("accept", ""))
+    text, media = await ctx.processes.package(ctx.caller, processId, request.headers.get("accept", ""))
     return Response(text, media_type=media)

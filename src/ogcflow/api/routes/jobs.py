@@ -88,10 +88,10 @@ async def list_jobs(
         raise InvalidParameter("minDuration is larger than maxDuration")
     start, end = parse_datetime(datetime) if datetime else (None, None)
     limit = min(limit, ctx.settings.server.job_list_max)
-    flt = JobFilter(namespace=ctx.namespace, process_ids=_split(processID),
+    flt = JobFilter(namespace=ctx.caller.namespace, process_ids=_split(processID),
                     statuses=[StatusCode(s) for s in statuses], datetime_start=start, datetime_end=end,
                     min_duration=minDuration, max_duration=maxDuration, limit=limit, offset=offset)
-    found = await ctx.jobs.find(flt)
+    found = await ctx.jobs.find(ctx.caller, flt)
     more, rows = found.more, found.jobs
     b = ctx.base_url
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "f")]
@@ -127,10 +127,10 @@ def _status(request: Request, ctx: Ctx, job: Job, files: list[dict[str, str]] | 
             response_model=models.StatusInfo)
 async def get_status(request: Request, jobId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    job = await ctx.jobs.get(ctx.namespace, jobId)
+    job = await ctx.jobs.get(ctx.caller, jobId)
     files = None
     if job.status is StatusCode.successful and wants_html(request):
-        _job, found = await ctx.jobs.files(ctx.namespace, jobId)
+        _job, found = await ctx.jobs.files(ctx.caller, jobId)
         files = _file_rows(ctx, job, found)
     return _status(request, ctx, job, files)
 
@@ -141,7 +141,7 @@ async def list_files(request: Request, jobId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     """Every file of a successful job (STAC catalogs, their assets, outputs by reference, the log), each with
     a link to download it through the API and its URL in the results storage (``s3://`` or ``file://``)."""
-    job, found = await ctx.jobs.files(ctx.namespace, jobId)
+    job, found = await ctx.jobs.files(ctx.caller, jobId)
     return respond(request, {"files": _file_rows(ctx, job, found)}, "files.html", base=ctx.base_url,
                    title=f"Files of {job.id}", job=job)
 
@@ -150,7 +150,7 @@ async def list_files(request: Request, jobId: Annotated[str, Path()],
             operation_id="getJobFile")
 async def get_file(jobId: Annotated[str, Path()], name: Annotated[str, Path()],
                    ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    key, path = await ctx.jobs.file(ctx.namespace, jobId, name)
+    key, path = await ctx.jobs.file(ctx.caller, jobId, name)
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if name.endswith(".json"):
         media = "application/json"
@@ -163,13 +163,13 @@ async def get_file(jobId: Annotated[str, Path()], name: Annotated[str, Path()],
                response_model=models.StatusInfo)
 async def dismiss(request: Request, jobId: Annotated[str, Path()],
                   ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    return _status(request, ctx, await ctx.jobs.dismiss(ctx.namespace, jobId))
+    return _status(request, ctx, await ctx.jobs.dismiss(ctx.caller, jobId))
 
 
 @router.get("/jobs/{jobId}/results", summary="The results of a job", operation_id="getResult")
 async def get_results(request: Request, jobId: Annotated[str, Path()],
                       ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    job = await ctx.jobs.finished(ctx.namespace, jobId)
+    job = await ctx.jobs.finished(ctx.caller, jobId)
     if wants_html(request):
         if job.status is StatusCode.failed:
             raise job_failure(job)
@@ -182,12 +182,12 @@ async def get_results(request: Request, jobId: Annotated[str, Path()],
             operation_id="getResultOutput")
 async def get_output(jobId: Annotated[str, Path()], outputId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    body, media = await ctx.jobs.output(ctx.namespace, jobId, outputId)
+    body, media = await ctx.jobs.output(ctx.caller, jobId, outputId)
     return Response(body, media_type=media)
 
 
 @router.get("/jobs/{jobId}/logs", summary="The log of a job (the CWL run's, for packages)",
             operation_id="getLogs", responses={200: {"content": {"text/plain": {}}}})
 async def get_logs(jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    data = await ctx.jobs.log(ctx.namespace, jobId)
+    data = await ctx.jobs.log(ctx.caller, jobId)
     return Response(data, media_type="text/plain; charset=utf-8")

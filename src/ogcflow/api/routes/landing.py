@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -33,6 +33,20 @@ CONFORMANCE = [
 ]
 
 OAS_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
+
+
+def security_schemes(ctx: Ctx) -> dict[str, Any]:
+    """How clients authenticate, for /api: API keys (as a bearer token or X-API-Key), and OpenID Connect
+    when an issuer is configured. Optional while the namespaces are open."""
+    auth = ctx.settings.auth
+    schemes: dict[str, Any] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (ogk_...) or an access token"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key"},
+    }
+    if auth.oidc_issuer:
+        schemes["oidc"] = {"type": "openIdConnect", "openIdConnectUrl": auth.oidc_issuer.rstrip("/")
+                           + "/.well-known/openid-configuration"}
+    return {"schemes": schemes, "optional": not ctx.auth_required}
 
 
 @router.get("/", summary="Landing page", tags=["Capabilities"], operation_id="getLandingPage",
@@ -68,9 +82,9 @@ def conformance(request: Request, ctx: Annotated[Ctx, Depends(get_ctx)]) -> Resp
             operation_id="getAPI", responses={200: {"content": {OAS_MEDIA: {}, "text/html": {}}}})
 def api_definition(request: Request, ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     if wants_html(request):
-        return render_html("api.html", base=ctx.base_url, title="API documentation")
+        return render_html("api.html", base=ctx.base_url, root=ctx.root_url, title="API documentation")
     from ogcflow.api.openapi import openapi_document
 
-    doc = openapi_document(request.app, ctx.processes, ctx.namespace, ctx.base_url)
+    doc = openapi_document(request.app, ctx.processes, ctx.caller, ctx.base_url, security_schemes(ctx))
     return JSONResp(doc, media_type=OAS_MEDIA if "openapi" in request.headers.get("accept", "") else
                     "application/json")

@@ -47,7 +47,7 @@ def list_processes(
     offset: Annotated[int, Query(ge=0, description="Processes to skip")] = 0,
 ) -> Response:
     limit = min(limit, ctx.settings.server.job_list_max)
-    found = ctx.processes.page(ctx.namespace, limit, offset)
+    found = ctx.processes.page(ctx.caller, limit, offset)
     b = ctx.base_url
     summaries = [describe(o.process, b, o.mutable).summary() for o in found.processes]
     links = [
@@ -70,7 +70,7 @@ def list_processes(
             response_model=models.Process)
 def describe_process(request: Request, processId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
-    offered = ctx.processes.get(ctx.namespace, processId)
+    offered = ctx.processes.get(ctx.caller, processId)
     process = offered.process
     body = describe(process, ctx.base_url, offered.mutable).dump()
     return respond(request, body, "process.html", base=ctx.base_url, title=process.description.title or
@@ -113,10 +113,10 @@ async def execute(request: Request) -> Response:
     """POST /processes/{processId}/execution. A plain Starlette endpoint: it is the hot path, so it skips
     FastAPI's dependency solving (it calls the same :func:`get_ctx`); /api documents it (api/openapi.py)."""
     ctx = await get_ctx(request)
-    process = ctx.processes.get(ctx.namespace, request.path_params["processId"]).process  # 404 before the body
+    process = ctx.processes.get(ctx.caller, request.path_params["processId"]).process  # 404 before the body
     req = parse_execute(await read_json_body(request, ctx.settings.server.max_body_bytes))
     prefs = parse_prefer(request.headers.getlist("prefer")).for_execution()
-    run = await ctx.jobs.execute(ctx.namespace, process, req, prefs, ctx.base_url)
+    run = await ctx.jobs.execute(ctx.caller, process, req, prefs, ctx.base_url)
     headers = {"Preference-Applied": ", ".join(run.applied)} if run.applied else {}
     job = run.job
     if run.done:
