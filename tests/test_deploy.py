@@ -129,16 +129,71 @@ def test_application_package_by_reference_with_a_file_input(dc: httpx.Client, re
     assert dc.delete("/processes/count-words", headers=AUTH).status_code == 204
 
 
-@pytest.mark.parametrize(("content", "media", "status", "needle"), [
-    ("cwlVersion: v1.0\nclass: [", "application/cwl+yaml", 400, "not valid YAML"),
-    (SCATTER.replace('run: "#join"', 'run: "#gone"'), "application/cwl+yaml", 400, "'#gone'"),
-    (SCATTER, "text/plain", 415, "application/cwl+yaml"),
-    ('{"executionUnit": 3}', "application/ogcapppkg+json", 400, "executionUnit"),
+P2 = "http://www.opengis.net/def/exceptions/ogcapi-processes-2/1.0/"
+
+
+@pytest.mark.parametrize(("content", "media", "status", "needle", "kind"), [
+    ("cwlVersion: v1.0\nclass: [", "application/cwl+yaml", 400, "not valid YAML", P2 + "invalid-package"),
+    (SCATTER.replace('run: "#join"', 'run: "#gone"'), "application/cwl+yaml", 400, "'#gone'", P2 + "invalid-package"),
+    (SCATTER, "text/plain", 415, "application/cwl+yaml", P2 + "unsupported-media-type"),
+    ('{"executionUnit": 3}', "application/ogcapppkg+json", 400, "executionUnit", P2 + "invalid-package"),
+    ('{"executionUnit": {"value": "cwlVersion: v1.2"}, "processDescription": {"process": {"keywords": 3}}}',
+     "application/ogcapppkg+json", 400, "processDescription.keywords", P2 + "invalid-package"),
 ])
-def test_bad_packages(dc: httpx.Client, content: str, media: str, status: int, needle: str) -> None:
+def test_bad_packages(dc: httpx.Client, content: str, media: str, status: int, needle: str, kind: str) -> None:
     doc = validate_exception(dc.post("/processes", content=content, headers={"Content-Type": media, **AUTH}),
                              status)
-    assert needle in doc["detail"]
+    assert needle in doc["detail"] and doc["type"] == kind
+
+
+def test_part2_exception_types(dc: httpx.Client) -> None:
+    doc = validate_exception(dc.post("/processes", params={"w": "nowhere"}, content=SCATTER, headers=CWL), 400)
+    assert doc["type"] == P2 + "workflow-not-found" and "'nowhere'" in doc["detail"]
+    assert dc.post("/processes", content=COUNT, headers=CWL).status_code == 201
+    doc = validate_exception(dc.post("/processes", content=COUNT, headers=CWL), 409)
+    assert doc["type"] == P2 + "duplicated-process"
+    doc = validate_exception(dc.put("/processes/echo", content=SCATTER, headers=CWL), 403)
+    assert doc["type"] == P2 + "immutable-process"
+    doc = validate_exception(dc.put("/processes/count-words", content=COUNT, headers={**CWL, "Content-Type":
+                                                                                      "text/yaml"}), 415)
+    assert doc["type"] == P2 + "unsupported-media-type"
+    assert dc.delete("/processes/count-words", headers=AUTH).status_code == 204
+
+
+def test_application_package_as_deployed_and_its_description(dc: httpx.Client) -> None:
+    """An OGC application package's processDescription is applied over what its CWL says, on deploy and on
+    replace; GET .../package gives the package back as deployed, or its CWL when asked for CWL."""
+    apppkg = {"processDescription": {"process": {
+        "id": "count-words", "version": "9.9.9", "title": "Word counter", "description": "Counts words, fast.",
+        "keywords": ["text", "count"], "metadata": [{"title": "Docs", "role": "doc", "href": "https://ex.org/d"}]}},
+        "executionUnit": {"value": COUNT, "mediaType": "application/cwl+yaml"}}
+    body = json.dumps(apppkg)
+    resp = dc.post("/processes", content=body, headers={"Content-Type": "application/ogcapppkg+json", **AUTH})
+    assert resp.status_code == 201, resp.text
+    desc = dc.get("/processes/count-words").json()
+    validate(desc, "process")
+    assert (desc["title"], desc["description"], desc["keywords"]) == ("Word counter", "Counts words, fast.",
+                                                                      ["text", "count"])
+    assert desc["metadata"] == [{"title": "Docs", "role": "doc", "href": "https://ex.org/d"}]
+    assert desc["version"] == "2.0.1"  # the CWL's version: only the description fields are taken over
+    package = dc.get("/processes/count-words/package")
+    assert package.headers["content-type"].startswith("application/ogcapppkg+json")
+    assert package.json() == apppkg
+    cwl = dc.get("/processes/count-words/package", headers={"Accept": "application/cwl+yaml"})
+    assert cwl.headers["content-type"].startswith("application/cwl+yaml") and cwl.text == COUNT
+
+    apppkg["processDescription"]["process"]["title"] = "Word counter, replaced"
+    resp = dc.put("/processes/count-words", content=json.dumps(apppkg),
+                  headers={"Content-Type": "application/ogcapppkg+json", **AUTH})
+    assert resp.status_code == 204, resp.text
+    assert dc.get("/processes/count-words").json()["title"] == "Word counter, replaced"
+    assert dc.get("/processes/count-words/package").json()["processDescription"]["process"]["title"] == \
+        "Word counter, replaced"
+    resp = dc.put("/processes/count-words", content=COUNT, headers=CWL)  # replaced by plain CWL: the CWL's words
+    assert resp.status_code == 204
+    assert dc.get("/processes/count-words").json()["title"] == "Count words"
+    assert dc.get("/processes/count-words/package").headers["content-type"].startswith("application/cwl+yaml")
+    assert dc.delete("/processes/count-words", headers=AUTH).status_code == 204
 
 
 def test_builtin_processes_are_immutable(dc: httpx.Client) -> None:

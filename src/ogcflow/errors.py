@@ -29,6 +29,8 @@ class ExceptionType:
     SERVER_ERROR = _P1 + "server-error"
     DUPLICATED_PROCESS = _P2 + "duplicated-process"
     IMMUTABLE_PROCESS = _P2 + "immutable-process"
+    WORKFLOW_NOT_FOUND = _P2 + "workflow-not-found"
+    UNSUPPORTED_PACKAGE_TYPE = _P2 + "unsupported-media-type"
     UNAUTHORIZED = "http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/unauthorized"
     FORBIDDEN = "http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/forbidden"
 

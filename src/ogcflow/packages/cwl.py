@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ogcflow import models
-from ogcflow.errors import OGCError
+from ogcflow.errors import ExceptionType, OGCError
 from ogcflow.models import JobControlOption
 
 SCHEMA_ORG = ("s:", "https://schema.org/", "http://schema.org/")
@@ -120,7 +120,8 @@ def _entry(objects: list[dict[str, Any]], used: set[str], w: str | None) -> str:
     if w is not None:
         w = w.lstrip("#")
         if w not in ids:
-            raise InvalidPackage(f"there is no workflow or tool '{w}' in the package (it has: {', '.join(ids)})")
+            raise OGCError(f"there is no workflow or tool '{w}' in the package (it has: {', '.join(ids)})",
+                           status=400, type=ExceptionType.WORKFLOW_NOT_FOUND, title="Workflow not found")
         return w
     if "main" in ids:
         return "main"
