@@ -5,6 +5,8 @@
 #   bench/run.sh prefect [options of bench/bench_prefect.py]
 #   bench/run.sh cwl [options of bench/bench_cwl.py]
 #   bench/run.sh water_bodies [options of bench/bench_water_bodies.py]   (starts a private S3 server)
+#   bench/run.sh auth [options of bench/bench_auth.py]   (starts an OpenID provider)
+#   bench/run.sh ab --against REV [options of bench/bench_ab.py]   (this checkout beside an earlier revision)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -20,6 +22,11 @@ if [ "$which" = prefect ]; then
   export OGCFLOW_PREFECT_WORKERS=${OGCFLOW_PREFECT_WORKERS:-2}  # two server processes (with Redis)
   eval "$(scripts/prefect.sh start)"
   export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
+fi
+if [ "$which" = auth ]; then
+  export OGCFLOW_OIDC_DIR=$(mktemp -d /tmp/ogcflow-oidc.XXXXXX)
+  trap 'scripts/oidc.sh stop; rm -rf "$OGCFLOW_OIDC_DIR"' EXIT
+  eval "$(scripts/oidc.sh start)"
 fi
 if [ "$which" = water_bodies ]; then
   export OGCFLOW_S3_DIR=$(mktemp -d /tmp/ogcflow-s3.XXXXXX)
