@@ -58,11 +58,12 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/conformance", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.stop()  # leave nothing running behind a failed start
         raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:

@@ -215,8 +215,8 @@ class AuthSettings(SettingsGroup):
                                                        "deployer, admin; a dotted path such as "
                                                        "realm_access.roles reads nested claims).")
     oidc_default_roles: list[str] = Field(
-        default_factory=list, description="Roles of a token whose roles claim is missing (none: such tokens are "
-                                          "refused).")
+        default_factory=list, description="Roles of a token whose roles claim is missing or empty (none: such "
+                                          "tokens are refused).")
     oidc_leeway: float = Field(30.0, description="Seconds of clock skew allowed on exp and nbf.")
     apikey_cache_seconds: float = Field(
         2.0, description="How long an API process trusts what it read of a key (a key created or revoked on "

@@ -15,6 +15,7 @@ from ogcflow import __version__
 from ogcflow.api import errors
 from ogcflow.api.deps import Services
 from ogcflow.api.fastpath import NAMESPACE_PREFIX, ExecutionFastPath
+from ogcflow.api.negotiation import JSONResp
 from ogcflow.api.routes import deploy, jobs, landing, processes
 from ogcflow.jobs.recorder import JobRecorder
 from ogcflow.services.jobs import JobService
@@ -49,6 +50,11 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
         for router in routers:
             app.include_router(router, prefix=prefix)
     app.state.api_routes = [route for router in routers for route in router.routes]  # for /api
+    @app.get("/health", include_in_schema=False)
+    def health() -> JSONResp:
+        """Liveness, for load balancers and orchestrators: no credentials, no store access."""
+        return JSONResp({"status": "ok", "version": __version__})
+
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     try:
         from swagger_ui_bundle import swagger_ui_path

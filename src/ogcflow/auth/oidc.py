@@ -38,6 +38,8 @@ class ProviderUnavailable(Exception):
 class Claims:
     values: Mapping[str, Any]
     expires: float
+    #: the key that signed the token: a cached token is trusted only while its key is published
+    kid: str = ""
 
     def get(self, path: str) -> Any:
         """A claim by name or by dotted path (``realm_access.roles``)."""
@@ -51,12 +53,15 @@ class Claims:
 
 class OIDCVerifier:
     def __init__(self, issuer: str, audience: str | None, *, leeway: float = 30.0, timeout: float = 10.0,
-                 refetch_after: float = 10.0, cache_size: int = 10000) -> None:
+                 refetch_after: float = 1.0, max_age: float = 300.0, cache_size: int = 10000) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.leeway = leeway
         self.timeout = timeout
-        self.refetch_after = refetch_after  # unknown kids re-read the JWKS at most this often
+        # an unknown kid re-reads the JWKS (the provider rotated its keys), at most this often: a rotated key
+        # is accepted within a second, and tokens with made-up kids cannot flood the provider
+        self.refetch_after = refetch_after
+        self.max_age = max_age  # the JWKS is re-read this often anyway (withdrawn keys stop working)
         self.cache_size = cache_size
         self._lock = threading.Lock()
         self._keys: dict[str, PyJWK] = {}
@@ -102,6 +107,18 @@ class OIDCVerifier:
             keys[str(data.get("kid", ""))] = key
         self._keys = keys
         self._fetched = time.monotonic()
+        if any(kid not in keys for kid in {c.kid for c in self._tokens.values()}):
+            self._tokens.clear()  # a key was withdrawn: the tokens it signed are trusted no more
+
+    def _reread(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._fetched <= self.max_age:
+                return
+            try:
+                self.refresh_keys()
+            except ProviderUnavailable as exc:  # keep the keys known: the provider may be back soon
+                log.warning("could not re-read the OpenID provider's keys: %s", exc)
+                self._fetched = time.monotonic()
 
     def _key(self, kid: str) -> PyJWK:
         key = self._keys.get(kid)
@@ -120,10 +137,12 @@ class OIDCVerifier:
 
     def verify(self, token: str) -> Claims:
         digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        if self._keys and time.monotonic() - self._fetched > self.max_age:
+            self._reread()
         hit = self._tokens.get(digest)
         now = time.time()
         if hit is not None:
-            if hit.expires + self.leeway > now:
+            if hit.expires + self.leeway > now and hit.kid in self._keys:
                 return hit
             self._tokens.pop(digest, None)
         try:
@@ -133,7 +152,8 @@ class OIDCVerifier:
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise InvalidToken(f"tokens signed with {alg!r} are not accepted")
-        key = self._key(str(header.get("kid", "")))
+        kid = str(header.get("kid", ""))
+        key = self._key(kid)
         options: dict[str, Any] = {"require": ["exp", "iss"], "verify_aud": self.audience is not None}
         try:
             values = jwt.decode(token, key=key, algorithms=[alg], audience=self.audience, issuer=self.issuer,
@@ -148,7 +168,7 @@ class OIDCVerifier:
             raise InvalidToken("the token was issued by another provider") from None
         except jwt.exceptions.InvalidTokenError as exc:
             raise InvalidToken(f"the token is not valid: {exc}") from None
-        claims = Claims(values=values, expires=float(values["exp"]))
+        claims = Claims(values=values, expires=float(values["exp"]), kid=kid)
         self._tokens[digest] = claims
         if len(self._tokens) > self.cache_size:
             self._tokens.popitem(last=False)
