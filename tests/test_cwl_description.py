@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ogcflow.errors import OGCError
 from ogcflow.packages.cwl import InvalidPackage, parse_package
 from tests.ogc_schemas import validate
 
@@ -99,8 +100,9 @@ def test_entry_workflow_is_described() -> None:
 def test_w_picks_another_workflow() -> None:
     assert parse_package(GRAPH, w="detect").description.id == "detect"
     assert parse_package(GRAPH, w="#crop").description.id == "crop"
-    with pytest.raises(InvalidPackage, match="no workflow or tool 'nope'"):
+    with pytest.raises(OGCError, match="no workflow or tool 'nope'") as err:
         parse_package(GRAPH, w="nope")
+    assert err.value.status == 400 and err.value.type.endswith("/ogcapi-processes-2/1.0/workflow-not-found")
 
 
 def test_cwl_types_map_to_json_schema() -> None:

@@ -54,7 +54,8 @@ def test_two_apis_two_workers_one_prefect(tmp_path: Path, s3: dict[str, str], sc
             if i % 3:
                 assert other.get(f"/jobs/{job_id}/results").json()["greeting"]["value"] == f"Hello n{i}!"
         assert wait_for(clients[1], f"/jobs/{water}", timeout=120)["status"] == "successful"
-        mask = clients[1].get(f"/jobs/{water}/results").json()["features"][0]["assets"]["data"]["href"]
+        doc = clients[1].get(f"/jobs/{water}/results").json()
+        mask = doc["stac_catalog"]["value"]["features"][0]["assets"]["data"]["href"]
         assert mask.startswith(env["OGCFLOW_RESULTS_URL"] + "/")
         name = mask.removeprefix(env["OGCFLOW_RESULTS_URL"] + f"/{water}/")
         assert clients[0].get(f"/jobs/{water}/files/{name}").content[:4] == b"II*\x00"  # a TIFF, via the API

@@ -252,7 +252,7 @@ def apikey_list(namespace: Annotated[str | None, typer.Option(help="Only this na
         table.add_row(rec.id, rec.namespace, rec.role.value, rec.name or "", rec.created.isoformat(timespec="seconds"),
                       rec.revoked.isoformat(timespec="seconds") if rec.revoked else "")
     store.dispose()
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # piped: whole lines, nothing cut
 
 
 @apikey_app.command("revoke")

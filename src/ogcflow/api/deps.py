@@ -75,7 +75,7 @@ async def get_ctx(request: Request) -> Ctx:
     identity = s.auth.identify(headers.get("authorization"), headers.get("x-api-key"))
     caller = s.auth.caller(identity, namespace)
     root = base_url(request, s.public_url)
-    request.state.root_url = root
     base = root if in_path is None else f"{root}/{namespace}/ogc-api"
+    request.state.root_url, request.state.base_url = root, base
     return Ctx(jobs=s.jobs, processes=s.processes, settings=s.settings, base_url=base, caller=caller,
                root_url=root, auth_required=s.auth.required)

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ogcflow.api.negotiation import JSONResp, render_html, wants_html
+from ogcflow.auth.authenticator import NAMESPACE
 from ogcflow.errors import ExceptionType, InvalidParameter, OGCError
 
 log = logging.getLogger("ogcflow.api")
@@ -24,8 +25,11 @@ def error_response(request: Request, err: OGCError) -> Response:
         html = False
     if html:
         public = getattr(request.app.state, "services", None)
-        base = (public.public_url if public else None) or str(request.base_url).rstrip("/")
-        resp: Response = render_html("error.html", err.status, error=doc, title=err.title, base=base)
+        root = (public.public_url if public else None) or str(request.base_url).rstrip("/")
+        namespace = request.path_params.get("namespace")
+        base = getattr(request.state, "base_url", None) or (
+            f"{root}/{namespace}/ogc-api" if namespace and NAMESPACE.match(namespace) else root)
+        resp: Response = render_html("error.html", err.status, error=doc, title=err.title, base=base, root=root)
     else:
         resp = JSONResp(doc, status_code=err.status)
     resp.headers.update(err.headers)

@@ -157,13 +157,13 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
     return doc
 
 
-_cache: dict[tuple[str, tuple[int, str], str], dict[str, Any]] = {}
+_cache: dict[tuple[str, tuple[int, str], str, bool], dict[str, Any]] = {}
 
 
 def openapi_document(app: FastAPI, service: ProcessService, caller: Caller, base_url: str,
                      security: dict[str, Any] | None = None) -> dict[str, Any]:
     """The document of one namespace (its processes), cached until a deployment there changes them."""
-    key = (caller.namespace, service.version(caller), base_url)
+    key = (caller.namespace, service.version(caller), base_url, bool(security and security["optional"]))
     doc = _cache.get(key)
     if doc is None:
         if len(_cache) > 64:

@@ -3,8 +3,8 @@
 - Credentials: ``Authorization: Bearer <token>`` (an OpenID Connect access token, an API key, or the admin
   token) or ``X-API-Key: <key>``.
 - Whether they are required: ``OGCFLOW_AUTH`` (``required`` | ``open``), or else required as soon as an
-  OpenID issuer is configured or an API key exists. Open: a caller without credentials may read and execute
-  in every namespace; deploying still needs a deployer's credential.
+  OpenID issuer is configured or an API key has been created (even if revoked since). Open: a caller
+  without credentials may read and execute in every namespace; deploying still needs a deployer's credential.
 - A caller acts in its own namespace (admins in every one); any other namespace answers 404, as if it did
   not exist.
 """
@@ -116,7 +116,9 @@ class Authenticator:
         self._fresh()
         now = time.monotonic()
         if self._required is None or now - self._required[1] > self.settings.apikey_cache_seconds:
-            self._required = (self.keys.active_count() > 0, now)
+            # keys ever created, revoked ones included: revoking the last key (a leaked one, say) must not open
+            # the server to anonymous callers again
+            self._required = (self.keys.count() > 0, now)
         return self._required[0]
 
     # -- credentials ---------------------------------------------------------------------------------

@@ -126,7 +126,13 @@ class ProcessService:
 
     async def replace(self, caller: Caller, process_id: str, data: bytes, media: str, w: str | None) -> None:
         self.check_mutable(caller, process_id)
-        pkg, media, source = await self._read(data, media, w or process_id)
+        try:
+            pkg, media, source = await self._read(data, media, w or process_id)
+        except OGCError as exc:
+            if w is not None or exc.type != ExceptionType.WORKFLOW_NOT_FOUND:
+                raise
+            raise InvalidPackage(f"the package has no workflow or tool '{process_id}' to replace the process "
+                                 f"with ({exc.detail.split('(', 1)[-1].rstrip(')')})") from None
         if pkg.entry != process_id:
             raise InvalidPackage(f"the package describes '{pkg.entry}', not '{process_id}'")
         if not await asyncio.to_thread(self.rt.store.processes.update, caller.namespace, _new(pkg, media, source)):

@@ -65,7 +65,7 @@ class ApiKeyStore:
                                 .values(revoked=naive(utcnow()))).rowcount
         return bool(done == 1)
 
-    def active_count(self) -> int:
+    def count(self) -> int:
+        """Every key ever created, revoked ones included."""
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(api_keys)
-                                    .where(api_keys.c.revoked.is_(None))).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(api_keys)).scalar_one())
