@@ -288,24 +288,29 @@ def _outbound(value: Any, desc: models.InputDescription) -> list[str]:
     return urls
 
 
-def check_outbound(process: models.Process, execute: models.Execute, policy: Policy) -> None:
-    """Refuse at submission (400, with the reason) the inputs by reference and the callback URLs that the
-    network policy would refuse later: no job is created for them."""
+def outbound_urls(process: models.Process, execute: models.Execute) -> list[tuple[str, str]]:
+    """(where, url) of every URL the server would fetch or call for this request: inputs by reference and
+    the subscriber's callbacks. Cheap: no resolution."""
+    found: list[tuple[str, str]] = []
     for input_id, value in execute.inputs.items():
         desc = process.inputs.get(input_id)
-        if desc is None:
-            continue
-        for url in _outbound(value, desc):
-            try:
-                check_url(url, policy)
-            except URLRefused as exc:
-                raise InvalidInput(f"input '{input_id}': {exc}") from None
+        if desc is not None:
+            found.extend((f"input '{input_id}'", url) for url in _outbound(value, desc))
     sub = execute.subscriber
     if sub is not None:
         for name, target in (("successUri", sub.successUri), ("inProgressUri", sub.inProgressUri),
                              ("failedUri", sub.failedUri)):
             if target:
-                try:
-                    check_url(target, policy)
-                except URLRefused as exc:
-                    raise InvalidParameter(f"subscriber.{name}: {exc}") from None
+                found.append((f"subscriber.{name}", target))
+    return found
+
+
+def check_outbound(urls: list[tuple[str, str]], policy: Policy) -> None:
+    """Refuse at submission (400, with the reason) the inputs by reference and the callback URLs that the
+    network policy would refuse later: no job is created for them. Blocking: it resolves host names."""
+    for where, url in urls:
+        try:
+            check_url(url, policy)
+        except URLRefused as exc:
+            error = InvalidParameter if where.startswith("subscriber") else InvalidInput
+            raise error(f"{where}: {exc}") from None

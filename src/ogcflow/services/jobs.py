@@ -31,7 +31,7 @@ from ogcflow.jobs.results import raw_body, results_document
 from ogcflow.jobs.status import job_url
 from ogcflow.models import JobControlOption, StatusCode
 from ogcflow.processes.base import JobContext, Process
-from ogcflow.processes.inputs import check_outbound, check_request, has_references
+from ogcflow.processes.inputs import check_outbound, check_request, has_references, outbound_urls
 from ogcflow.runtime import Runtime
 from ogcflow.storage import make_key
 
@@ -113,7 +113,9 @@ class JobService:
         rt = self.rt
         namespace = caller.namespace
         check_request(process.description, request)
-        await asyncio.to_thread(check_outbound, process.description, request, rt.settings.network)
+        urls = outbound_urls(process.description, request)
+        if urls:
+            await asyncio.to_thread(check_outbound, urls, rt.settings.network)
         mode, applied = choose_mode(process, prefs)
         if (mode == "sync" and process.inline and self.engine.inline_sync and request.subscriber is None
                 and not has_references(request.inputs)):
