@@ -38,8 +38,10 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
         yield
         await recorder.flush()
 
+    # FastAPI's native OpenTelemetry looks for providers on every request: off (no provider is configured)
     app = FastAPI(title=settings.server.title, description=settings.server.description, version=__version__,
-                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     public = settings.server.public_url.rstrip("/") if settings.server.public_url else None
     app.state.services = Services(settings=settings, jobs=JobService(rt, make_engine(rt), recorder),
                                   processes=server.processes(), auth=server.authenticator(), public_url=public)

@@ -73,9 +73,10 @@ async def get_ctx(request: Request) -> Ctx:
     namespace = DEFAULT_NAMESPACE if in_path is None else check_namespace(in_path)
     headers = request.headers
     identity = s.auth.identify(headers.get("authorization"), headers.get("x-api-key"))
-    caller = s.auth.caller(identity, namespace)
+    required = s.auth.required
+    caller = s.auth.caller(identity, namespace, required)
     root = base_url(request, s.public_url)
     base = root if in_path is None else f"{root}/{namespace}/ogc-api"
     request.state.root_url, request.state.base_url = root, base
     return Ctx(jobs=s.jobs, processes=s.processes, settings=s.settings, base_url=base, caller=caller,
-               root_url=root, auth_required=s.auth.required)
+               root_url=root, auth_required=required)

@@ -32,6 +32,7 @@ RESERVED = frozenset({"api", "jobs", "processes", "conformance", "static", "swag
                       "readyz", "metrics", "favicon.ico"})
 REALM = 'Bearer realm="ogcflow"'
 STAMP = "auth.stamp"
+STAMP_INTERVAL = 0.05
 
 
 class Unauthorized(_Unauthorized):
@@ -84,6 +85,7 @@ class Authenticator:
         self.oidc = OIDCVerifier(settings.oidc_issuer, settings.oidc_audience, leeway=settings.oidc_leeway) \
             if settings.oidc_issuer else None
         self._stamp_seen = -1.0
+        self._stamp_checked = -1.0
         self._keys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
         self._required: tuple[bool, float] | None = None
 
@@ -95,8 +97,13 @@ class Authenticator:
         _touch(data_dir / STAMP)
 
     def _fresh(self) -> None:
+        """Forget what was read of keys when the stamp changed (looked at every 50 ms at most)."""
+        now = time.monotonic()
+        if now - self._stamp_checked < STAMP_INTERVAL:
+            return
+        self._stamp_checked = now
         try:
-            mtime = self.stamp.stat().st_mtime
+            mtime = os.stat(self.stamp).st_mtime
         except FileNotFoundError:
             mtime = 0.0
         if mtime != self._stamp_seen:
@@ -182,16 +189,18 @@ class Authenticator:
 
     # -- the caller -----------------------------------------------------------------------------------
 
-    def caller(self, identity: Identity | None, namespace: str) -> Caller:
+    def caller(self, identity: Identity | None, namespace: str, required: bool | None = None) -> Caller:
         """The caller acting in ``namespace``: 401 when credentials are required and missing, 404 for a
-        namespace that is not the caller's."""
+        namespace that is not the caller's (``required``: :attr:`required`, when the caller knows it)."""
+        if required is None:
+            required = self.required
         if identity is None:
-            if self.required:
+            if required:
                 raise Unauthorized("this server needs credentials: 'Authorization: Bearer <token>' or "
                                    "'X-API-Key: <key>'")
             return Caller(namespace=namespace, subject=None, role=Role.executor)
         if identity.role is not Role.admin and identity.home != namespace:
-            if not self.required:  # open namespaces: what anybody may do there, no less
+            if not required:  # open namespaces: what anybody may do there, no less
                 return Caller(namespace=namespace, subject=None, role=Role.executor)
             raise NoSuchNamespace(f"There is no namespace '{namespace}'.")
         return Caller(namespace=namespace, subject=identity.subject, role=identity.role)
