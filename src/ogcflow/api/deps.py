@@ -71,12 +71,18 @@ async def get_ctx(request: Request) -> Ctx:
     s = services(request)
     in_path = request.path_params.get("namespace")
     namespace = DEFAULT_NAMESPACE if in_path is None else check_namespace(in_path)
-    headers = request.headers
-    identity = s.auth.identify(headers.get("authorization"), headers.get("x-api-key"))
+    authorization = api_key = None
+    for name, value in request.scope["headers"]:  # one pass over the raw headers
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1")
+    identity = s.auth.identify(authorization, api_key)
     required = s.auth.required
     caller = s.auth.caller(identity, namespace, required)
     root = base_url(request, s.public_url)
     base = root if in_path is None else f"{root}/{namespace}/ogc-api"
-    request.state.root_url, request.state.base_url = root, base
+    state = request.state
+    state.root_url, state.base_url = root, base
     return Ctx(jobs=s.jobs, processes=s.processes, settings=s.settings, base_url=base, caller=caller,
                root_url=root, auth_required=required)
