@@ -6,11 +6,11 @@ above receives it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ogcflow.processes.catalog import ProcessCatalog
 from ogcflow.settings import Settings
-from ogcflow.storage import ResultStorage
+from ogcflow.storage import ResultStorage, make_storage
 from ogcflow.store import Store
 
 
@@ -18,8 +18,19 @@ from ogcflow.store import Store
 class Runtime:
     settings: Settings
     store: Store
+    #: the results storage (of every namespace, unless OGCFLOW_RESULTS_NAMESPACE_PREFIX)
     storage: ResultStorage
     catalog: ProcessCatalog
+    _by_namespace: dict[str, ResultStorage] = field(default_factory=dict, repr=False)
+
+    def storage_for(self, namespace: str) -> ResultStorage:
+        """Where the results of ``namespace``'s jobs are kept."""
+        if not self.settings.store.results_namespace_prefix:
+            return self.storage
+        found = self._by_namespace.get(namespace)
+        if found is None:
+            found = self._by_namespace[namespace] = make_storage(self.settings.store, namespace)
+        return found
 
     def after_fork(self) -> None:
         """Call in a forked child: never reuse the parent's connections."""

@@ -31,7 +31,7 @@ def results_response(job: Job, base_url: str, jobs: JobService, default: Respons
         if modes.get(output_id) is TransmissionMode.reference:
             href = output_href(base_url, job.id, output_id)
             return Response(status_code=204, headers={"Link": f'<{href}>; rel="related"; type="{entry.media_type}"'})
-        body, media = jobs.raw(entry)
+        body, media = jobs.raw(job, entry)
         return Response(body, status_code=status_code, media_type=media)
     boundary = uuid.uuid4().hex
     parts: list[bytes] = []
@@ -42,7 +42,7 @@ def results_response(job: Job, base_url: str, jobs: JobService, default: Respons
             parts.append((head + f"Content-Type: message/external-body; access-type=URL; URL=\"{href}\"\r\n"
                           "\r\n\r\n").encode())
             continue
-        body, media = jobs.raw(entry)
+        body, media = jobs.raw(job, entry)
         parts.append((head + f"Content-Type: {media}\r\n\r\n").encode() + body + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return Response(b"".join(parts), status_code=status_code, media_type=f'multipart/related; boundary="{boundary}"')

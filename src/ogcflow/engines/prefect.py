@@ -230,7 +230,7 @@ class PrefectRuns:
         if job is None or not job.log:
             return []
         try:
-            text = self.rt.storage.read(job.log).decode("utf-8", errors="replace")
+            text = self.rt.storage_for(job.namespace).read(job.log).decode("utf-8", errors="replace")
         except Exception:  # the log is a courtesy to Prefect's UI; the job's outcome is recorded already
             log.warning("job %s: could not read its log", job.id, exc_info=True)
             return []

@@ -170,7 +170,8 @@ class Worker:
 
     def stopped(self, job_id: str) -> None:
         """A dismissed job's processes were killed: keep nothing of it."""
-        self.rt.storage.delete_job(job_id)
+        job = self.rt.store.jobs.for_engine(job_id)
+        self.rt.storage_for(job.namespace if job else "").delete_job(job_id)
         self.source.ended(job_id, End.stopped, "dismissed; the job's processes were stopped")
 
     # -- life cycle ---------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def execute_process(rt: Runtime, job: Job, ctx: JobContext) -> Outcome:
         inputs = resolve_inputs(process.description, job.request.inputs,
                                 lambda href: fetch(href, rt.settings.network))
         outputs = process.execute(inputs, ctx)
-        manifest = store_outputs(job.id, outputs, job.request.outputs, rt.storage)
+        manifest = store_outputs(job.id, outputs, job.request.outputs, rt.storage_for(job.namespace))
         return Outcome(StatusCode.successful, "successful", manifest=manifest)
     except InputFetchError as exc:
         msg = f"an input could not be fetched: {exc}"
@@ -83,21 +83,22 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> 
     def report(percent: int | None, message: str | None) -> None:
         rt.store.jobs.progress(job.id, percent, message)
 
+    storage = rt.storage_for(job.namespace)
     with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
         ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
-                         storage=rt.storage)
+                         storage=storage)
         outcome = execute_process(rt, job, ctx)
         if outcome.status is StatusCode.failed:
-            rt.storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
+            storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
         log_key = None
         if ctx.log_path is not None and ctx.log_path.is_file():
-            log_key = rt.storage.put_file(job.id, LOG_NAME, ctx.log_path)
+            log_key = storage.put_file(job.id, LOG_NAME, ctx.log_path)
     if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message, results=outcome.manifest,
                             error=outcome.failure, log=log_key):
         job = rt.store.jobs.for_engine(job.id) or job
         _notify(rt, job, "successUri" if outcome.status is StatusCode.successful else "failedUri")
     else:
-        rt.storage.delete_job(job.id)  # dismissed while running: keep nothing
+        storage.delete_job(job.id)  # dismissed while running: keep nothing
     return outcome.status
 
 
@@ -111,7 +112,7 @@ def _notify(rt: Runtime, job: Job, which: str) -> None:
         return
     base = job.request.base_url
     if which == "successUri":
-        payload = results_document(job.id, job.results or {}, job.request.outputs, base, rt.storage)
+        payload = results_document(job.id, job.results or {}, job.request.outputs, base, rt.storage_for(job.namespace))
     elif which == "failedUri":
         payload = {**(job.error or job_failed(job.message or "failed")).to_json(), "jobID": job.id}
     else:

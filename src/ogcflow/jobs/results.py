@@ -42,6 +42,13 @@ def store_outputs(job_id: str, outputs: Mapping[str, Any], requested: Mapping[st
             key = storage.put_bytes(job_id, name, bytes(out.value))
             manifest[output_id] = OutputEntry(media_type=media or "application/octet-stream", key=key,
                                               size=len(out.value), binary=True)
+        elif isinstance(out.value, str) and media and not media.split(";")[0].strip().endswith("json"):
+            text = out.value.encode("utf-8")  # a text output: its file holds the text, not a JSON string
+            if len(text) > INLINE_LIMIT or mode is TransmissionMode.reference:
+                key = storage.put_bytes(job_id, name, text)
+                manifest[output_id] = OutputEntry(media_type=media, key=key, size=len(text), binary=True)
+            else:
+                manifest[output_id] = OutputEntry(media_type=media, value=out.value)
         else:
             encoded = orjson.dumps(out.value)
             if len(encoded) > INLINE_LIMIT or mode is TransmissionMode.reference:

@@ -160,11 +160,12 @@ class JobService:
 
     def document(self, job: Job, base_url: str) -> JSONObject:
         """The results document of a successful job (blocking: values may be read from storage)."""
-        return results_document(job.id, job.results or {}, job.request.outputs, base_url, self.rt.storage)
+        return results_document(job.id, job.results or {}, job.request.outputs, base_url,
+                                self.rt.storage_for(job.namespace))
 
-    def raw(self, entry: OutputEntry) -> tuple[bytes, str]:
-        """One stored output as a body of its own media type (blocking)."""
-        return raw_body(entry, self.rt.storage)
+    def raw(self, job: Job, entry: OutputEntry) -> tuple[bytes, str]:
+        """One stored output of ``job`` as a body of its own media type (blocking)."""
+        return raw_body(entry, self.rt.storage_for(job.namespace))
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -212,11 +213,11 @@ class JobService:
         entry: OutputEntry | None = (job.results or {}).get(output_id)
         if entry is None:
             raise NoSuchOutput(f"Job '{job_id}' has no output '{output_id}'")
-        return await asyncio.to_thread(raw_body, entry, self.rt.storage)
+        return await asyncio.to_thread(raw_body, entry, self.rt.storage_for(job.namespace))
 
     async def files(self, caller: Caller, job_id: str) -> tuple[Job, list[JobFile]]:
         job = await self.successful(caller, job_id)
-        storage = self.rt.storage
+        storage = self.rt.storage_for(caller.namespace)
 
         def listing() -> list[JobFile]:
             return [JobFile(name=key.split("/", 1)[1], key=key, url=storage.url(key))
@@ -227,7 +228,7 @@ class JobService:
     async def file(self, caller: Caller, job_id: str, name: str) -> tuple[str, Path | None]:
         """The storage key of one file of a successful job, and its local path when it has one."""
         job = await self.successful(caller, job_id)
-        storage = self.rt.storage
+        storage = self.rt.storage_for(caller.namespace)
         try:
             key = make_key(job.id, name)
         except ValueError:
@@ -236,8 +237,8 @@ class JobService:
             raise NotFound(f"Job '{job_id}' has no file '{name}'")
         return key, storage.local_path(key)
 
-    def stream(self, key: str) -> Iterator[bytes]:
-        return self.rt.storage.iter_bytes(key)
+    def stream(self, caller: Caller, key: str) -> Iterator[bytes]:
+        return self.rt.storage_for(caller.namespace).iter_bytes(key)
 
     async def log(self, caller: Caller, job_id: str) -> bytes:
         job = await self.get(caller, job_id)
@@ -245,7 +246,7 @@ class JobService:
             raise ResultNotReady(f"Job '{job_id}' is {job.status.value}; its log is kept when it ends.")
         if not job.log or job.status is StatusCode.dismissed:
             raise NotFound(f"Job '{job_id}' has no log (application packages keep one).")
-        return await asyncio.to_thread(self.rt.storage.read, job.log)
+        return await asyncio.to_thread(self.rt.storage_for(caller.namespace).read, job.log)
 
     # -- dismiss ------------------------------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class JobService:
             except ServiceUnavailable as exc:  # the work is stopped anyway: workers act on the store's status
                 log.warning("job %s dismissed, but its engine could not be told: %s", job_id, exc)
         try:
-            await asyncio.to_thread(rt.storage.delete_job, job_id)
+            await asyncio.to_thread(rt.storage_for(caller.namespace).delete_job, job_id)
         except ServiceUnavailable as exc:  # the job is dismissed; its worker deletes the files again when it stops
             log.warning("job %s dismissed, but its files could not be deleted yet: %s", job_id, exc)
         return await asyncio.to_thread(rt.store.jobs.get, job_id, caller.namespace) or before

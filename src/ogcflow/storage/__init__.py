@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ogcflow.storage.local import LocalStorage, ResultStorage, make_key
+from ogcflow.storage.local import LocalStorage, ResultStorage, check_part, make_key
 
 if TYPE_CHECKING:
     from ogcflow.settings import StoreSettings
@@ -12,10 +12,12 @@ if TYPE_CHECKING:
 __all__ = ["LocalStorage", "ResultStorage", "make_key", "make_storage"]
 
 
-def make_storage(settings: StoreSettings) -> ResultStorage:
-    """The results storage the settings name (``OGCFLOW_RESULTS_URL``: a path, ``file://`` or ``s3://``)."""
+def make_storage(settings: StoreSettings, namespace: str | None = None) -> ResultStorage:
+    """The results storage the settings name (``OGCFLOW_RESULTS_URL``: a path, ``file://`` or ``s3://``), or the
+    part of it kept for ``namespace`` (a prefix of its own)."""
     if settings.results_url and settings.results_url.startswith("s3://"):
         from ogcflow.storage.s3 import S3Storage
 
-        return S3Storage(settings.results_url, platform=settings.storage_platform)
-    return LocalStorage(settings.results_dir)
+        url = settings.results_url.rstrip("/") + (f"/{check_part(namespace)}" if namespace else "")
+        return S3Storage(url, platform=settings.storage_platform)
+    return LocalStorage(settings.results_dir / check_part(namespace) if namespace else settings.results_dir)

@@ -156,7 +156,7 @@ async def get_file(jobId: Annotated[str, Path()], name: Annotated[str, Path()],
         media = "application/json"
     if path is not None:
         return FileResponse(path, media_type=media)
-    return StreamingResponse(iterate_in_threadpool(ctx.jobs.stream(key)), media_type=media)
+    return StreamingResponse(iterate_in_threadpool(ctx.jobs.stream(ctx.caller, key)), media_type=media)
 
 
 @router.delete("/jobs/{jobId}", summary="Dismiss a job", operation_id="dismiss",
