@@ -2,7 +2,7 @@
 namespaces), with an API key (as X-API-Key and as a bearer token) and with a verified OpenID Connect access
 token (JWT, RS256), beside a bare ASGI app.
 
-    python bench/bench_auth.py [--seconds 5]     (bench/run.sh auth starts the OpenID provider)
+    python bench/bench_auth.py [--seconds 3] [--rounds 3]     (bench/run.sh auth starts the OpenID provider)
 
 Targets (issue 10): a request with a verified JWT or API key costs <= 0.1 ms more at p50 than without; the
 synchronous hello-world p50 stays <= 2x the bare ASGI app's.
@@ -42,55 +42,58 @@ def api_key(data: Path, namespace: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=5, help="duration of each wrk run")
+    ap.add_argument("--seconds", type=float, default=3, help="duration of each wrk run")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over every configuration (the best is kept)")
     args = ap.parse_args()
     work = WORK / f"auth-{int(time.time())}"
     work.mkdir(parents=True)
-    rows: dict[str, dict[str, float]] = {}
-
-    bare = start_bare(work)
+    services = []
+    sides: list[tuple[str, str, dict[str, str]]] = []  # (name, namespace URL, headers)
     try:
-        b = wrk(bare.url + "/", method="POST", body=HELLO, seconds=args.seconds)
-        rows["bare ASGI"] = {"sync_p50": b.p50_ms, "sync_p95": b.p95_ms}
-    finally:
-        bare.stop()
+        bare = start_bare(work)
+        services.append(bare)
+        open_svc = start_ogcflow(work / "open", api_workers=1)
+        services.append(open_svc)
+        sides.append(("no credentials", open_svc.url + "/acme/ogc-api", {}))
+        keyed = start_ogcflow(work / "keys", api_workers=1)
+        services.append(keyed)
+        key = api_key(keyed.workdir, "acme")  # credentials are required there from now on
+        sides.append(("X-API-Key", keyed.url + "/acme/ogc-api", {"X-API-Key": key}))
+        sides.append(("API key as bearer", keyed.url + "/acme/ogc-api", {"Authorization": f"Bearer {key}"}))
+        issuer = os.environ.get("OGCFLOW_TEST_OIDC_ISSUER")
+        if issuer:
+            from tests.oidc_support import client_credentials_token
 
-    svc = start_ogcflow(work / "keys", api_workers=1)
-    try:
-        base = svc.url + "/acme/ogc-api"
-        print("-- no credentials (open namespaces)", flush=True)
-        rows["no credentials"] = figures(base, {}, args.seconds)
-        key = api_key(svc.workdir, "acme")  # from now on credentials are required
-        time.sleep(0.5)
-        print("-- API key", flush=True)
-        rows["X-API-Key"] = figures(base, {"X-API-Key": key}, args.seconds)
-        rows["API key as bearer"] = figures(base, {"Authorization": f"Bearer {key}"}, args.seconds)
-    finally:
-        svc.stop()
-
-    issuer = os.environ.get("OGCFLOW_TEST_OIDC_ISSUER")
-    if issuer:
-        from tests.oidc_support import client_credentials_token
-
-        svc = start_ogcflow(work / "oidc", api_workers=1, env={"OGCFLOW_OIDC_ISSUER": issuer})
-        try:
-            print("-- OpenID Connect access token", flush=True)
+            oidc = start_ogcflow(work / "oidc", api_workers=1, env={"OGCFLOW_OIDC_ISSUER": issuer})
+            services.append(oidc)
             token = client_credentials_token("acme-executor")
-            rows["OIDC JWT (RS256)"] = figures(svc.url + "/acme/ogc-api", {"Authorization": f"Bearer {token}"},
-                                               args.seconds)
-        finally:
+            sides.append(("OIDC JWT (RS256)", oidc.url + "/acme/ogc-api", {"Authorization": f"Bearer {token}"}))
+        else:
+            print("(no OGCFLOW_TEST_OIDC_ISSUER: the JWT row is left out; bench/run.sh auth starts a provider)")
+        time.sleep(1.0)
+        rows: dict[str, dict[str, float]] = {}
+        for r in range(args.rounds):  # round-robin, so that the machine's drift hits every configuration alike
+            print(f"-- round {r + 1}", flush=True)
+            b = wrk(bare.url + "/", method="POST", body=HELLO, seconds=args.seconds)
+            best = rows.setdefault("bare ASGI", {"sync_p50": b.p50_ms, "sync_p95": b.p95_ms})
+            best["sync_p50"], best["sync_p95"] = min(best["sync_p50"], b.p50_ms), min(best["sync_p95"], b.p95_ms)
+            for name, url, headers in sides:
+                found = figures(url, headers, args.seconds)
+                row = rows.setdefault(name, found)
+                for k, v in found.items():
+                    row[k] = min(row[k], v)
+    finally:
+        for svc in services:
             svc.stop()
-    else:
-        print("(no OGCFLOW_TEST_OIDC_ISSUER: the JWT row is left out; bench/run.sh auth starts a provider)")
 
     base_row = rows["no credentials"]
-    print(f"\n{'requests (c=1)':24} {'sync p50':>9} {'sync p95':>9} {'GET p50':>9} {'GET p95':>9} "
-          f"{'+sync p50':>10} {'+GET p50':>9}   (ms; target: + <= 0.10)")
+    print(f"\n{'requests (c=1), best of ' + str(args.rounds):28} {'sync p50':>9} {'sync p95':>9} {'GET p50':>9} "
+          f"{'GET p95':>9} {'+sync p50':>10} {'+GET p50':>9}   (ms; target: + <= 0.10)")
     for name, r in rows.items():
         extra = "" if "get_p50" not in r or name == "no credentials" else (
             f"{r['sync_p50'] - base_row['sync_p50']:10.3f} {r['get_p50'] - base_row['get_p50']:9.3f}")
         get = f"{r['get_p50']:9.3f} {r['get_p95']:9.3f}" if "get_p50" in r else f"{'-':>9} {'-':>9}"
-        print(f"{name:24} {r['sync_p50']:9.3f} {r['sync_p95']:9.3f} {get} {extra}")
+        print(f"{name:28} {r['sync_p50']:9.3f} {r['sync_p95']:9.3f} {get} {extra}")
     print(f"\nsync hello-world p50 / bare ASGI p50 = {base_row['sync_p50'] / rows['bare ASGI']['sync_p50']:.2f} "
           f"(target <= 2)")
 
