@@ -21,7 +21,7 @@ from ogcflow.jobs.results import results_document, store_outputs
 from ogcflow.jobs.status import status_info
 from ogcflow.models import StatusCode
 from ogcflow.netpolicy import fetch
-from ogcflow.processes.base import JobContext
+from ogcflow.processes.base import JobContext, Process
 from ogcflow.processes.inputs import requested_outputs, resolve_inputs
 from ogcflow.runtime import Runtime
 
@@ -55,10 +55,12 @@ class Outcome:
     failure: Failure | None = None
 
 
-def execute_process(rt: Runtime, job: Job, ctx: JobContext) -> Outcome:
-    """Run the job's process and keep its outputs. Never raises: a failure is an outcome too."""
+def execute_process(rt: Runtime, job: Job, ctx: JobContext, process: Process | None = None) -> Outcome:
+    """Run the job's process (``process``, or the catalog's) and keep its outputs. Never raises: a failure is an
+    outcome too."""
     try:
-        process = rt.catalog.get(job.process_id, job.namespace)
+        if process is None:
+            process = rt.catalog.get(job.process_id, job.namespace)
         inputs = resolve_inputs(process.description, job.request.inputs,
                                 lambda href: fetch(href, rt.settings.network))
         outputs = process.execute(inputs, ctx)

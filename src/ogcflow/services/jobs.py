@@ -142,7 +142,8 @@ class JobService:
         job = new_job(process.description, request, mode="sync", namespace=caller.namespace, engine="inline",
                       base_url=base_url, owner=caller.subject)
         job.started = utcnow()
-        outcome = execute_process(self.rt, job, JobContext(job_id=job.id, workdir=self.rt.settings.store.data_dir))
+        outcome = execute_process(self.rt, job, JobContext(job_id=job.id, workdir=self.rt.settings.store.data_dir),
+                                  process)
         job.status, job.results, job.error, job.message = (outcome.status, outcome.manifest, outcome.failure,
                                                            outcome.message)
         job.finished = job.updated = utcnow()
