@@ -75,6 +75,8 @@ def _load_yaml(text: str) -> dict[str, Any]:
         data = yaml.safe_load(io.StringIO(text))
     except yaml.YAMLError as exc:
         raise InvalidPackage(f"the package is not valid YAML or JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidPackage("the package is nested too deeply to be a CWL document") from None
     if not isinstance(data, dict) or "cwlVersion" not in data:
         raise InvalidPackage("the package is not a CWL document (a mapping with 'cwlVersion')")
     return data

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from ogcflow.errors import ExceptionType, UnsupportedMediaType
+from ogcflow.errors import ExceptionType, InputFetchError, UnsupportedMediaType
 from ogcflow.models.ogc import DescriptionType
 from ogcflow.netpolicy import Policy, fetch
 from ogcflow.packages.cwl import CWLPackage, InvalidPackage, parse_package
@@ -68,7 +68,10 @@ def cwl_from_apppkg(data: bytes, policy: Policy) -> tuple[str, str]:
     if not isinstance(unit, dict):
         raise InvalidPackage("the application package needs one 'executionUnit' (by value or by href)")
     if "href" in unit:
-        text, _media = fetch(str(unit["href"]), policy)
+        try:
+            text, _media = fetch(str(unit["href"]), policy)
+        except InputFetchError as exc:
+            raise InvalidPackage(f"the executionUnit's href cannot be read: {exc}") from None
         return text.decode("utf-8", errors="replace"), unit.get("type") or "application/cwl+yaml"
     value = unit.get("value", unit.get("unit"))
     if isinstance(value, dict):
@@ -81,6 +84,13 @@ def cwl_from_apppkg(data: bytes, policy: Policy) -> tuple[str, str]:
 def read_package(data: bytes, media: str, w: str | None, policy: Policy) -> tuple[CWLPackage, str]:
     """The parsed package and the media type of its CWL text (blocking: it may fetch and validate)."""
     check_media_type(media)
+    try:
+        return _read_package(data, media, w, policy)
+    except RecursionError:
+        raise InvalidPackage("the package is nested too deeply to be a CWL document") from None
+
+
+def _read_package(data: bytes, media: str, w: str | None, policy: Policy) -> tuple[CWLPackage, str]:
     if media != APPPKG:
         return parse_package(data.decode("utf-8", errors="replace"), w), media
     over = described(_apppkg(data))  # checked before anything is fetched or parsed

@@ -27,6 +27,9 @@ router = APIRouter(tags=["Jobs"])
 log = logging.getLogger("ogcflow.api")
 
 _STATUSES = {s.value for s in StatusCode}
+#: bounds of the numeric query parameters (larger values are a 400, not an overflow in the store)
+MAX_SECONDS = 10 ** 12
+MAX_COUNT = 10 ** 15
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -71,10 +74,10 @@ async def list_jobs(
     processID: Annotated[list[str] | None, Query(description="Process ids (comma-separated or repeated)")] = None,
     status: Annotated[list[str] | None, Query(description="Job statuses (comma-separated or repeated)")] = None,
     datetime: Annotated[str | None, Query(description="Created at, or within an interval (RFC 3339)")] = None,
-    minDuration: Annotated[int | None, Query(ge=0, description="Seconds running, at least")] = None,
-    maxDuration: Annotated[int | None, Query(ge=0, description="Seconds running, at most")] = None,
-    limit: Annotated[int, Query(ge=1, description="Most jobs in one page")] = 10,
-    offset: Annotated[int, Query(ge=0, description="Jobs to skip")] = 0,
+    minDuration: Annotated[int | None, Query(ge=0, le=MAX_SECONDS, description="Seconds running, at least")] = None,
+    maxDuration: Annotated[int | None, Query(ge=0, le=MAX_SECONDS, description="Seconds running, at most")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_COUNT, description="Most jobs in one page")] = 10,
+    offset: Annotated[int, Query(ge=0, le=MAX_COUNT, description="Jobs to skip")] = 0,
 ) -> Response:
     types = _split(type)
     bad = [t for t in types if t != "process"]

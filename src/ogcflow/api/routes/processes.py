@@ -43,8 +43,8 @@ def describe(process: Process, base: str, mutable: bool) -> models.Process:
             response_model=models.ProcessList)
 def list_processes(
     request: Request, ctx: Annotated[Ctx, Depends(get_ctx)],
-    limit: Annotated[int, Query(ge=1, description="Most processes in one page")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Processes to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10 ** 15, description="Most processes in one page")] = 100,
+    offset: Annotated[int, Query(ge=0, le=10 ** 15, description="Processes to skip")] = 0,
 ) -> Response:
     limit = min(limit, ctx.settings.server.job_list_max)
     found = ctx.processes.page(ctx.caller, limit, offset)
@@ -92,9 +92,29 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
     if not body:
         raise InvalidInput("the request body is empty; send an execute request (JSON)")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    if too_deep(data, MAX_DEPTH):
+        raise InvalidInput(f"the request body is nested more than {MAX_DEPTH} levels deep")
+    return data
+
+
+#: how deeply a request body may nest (deeper is a 400: schema checks and processes recurse)
+MAX_DEPTH = 64
+
+
+def too_deep(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests more than ``limit`` levels of arrays and objects (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def parse_execute(data: Any) -> models.Execute:
