@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,34 +47,9 @@ outputs:
 """
 
 
-class AuthServer(Server):
-    """``ogcflow serve`` that needs credentials: ready when /conformance answers at all (401 without a token;
-    :meth:`Server.start` waits for a 200 it never gets)."""
-
-    def start(self, timeout: float = 60) -> AuthServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "ogcflow", "serve", "--port", str(self.port), "--workers",
-               str(self.workers), "--log-level", "warning", *self.args]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                status = httpx.get(self.url + "/conformance", timeout=1, trust_env=False).status_code
-            except httpx.HTTPError:
-                status = None
-            if status == 401:
-                return self
-            if status is not None:
-                raise RuntimeError(f"/conformance without credentials answered {status}, not 401")
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
-
-
-def oidc_server(data_dir: Path, **env: str) -> AuthServer:
-    return AuthServer(data_dir, env={"OGCFLOW_OIDC_ISSUER": oidc.issuer(), "OGCFLOW_OIDC_LEEWAY": str(LEEWAY),
+def oidc_server(data_dir: Path, **env: str) -> Server:
+    """A server that needs credentials (Server.start waits for /health, which needs none)."""
+    return Server(data_dir, env={"OGCFLOW_OIDC_ISSUER": oidc.issuer(), "OGCFLOW_OIDC_LEEWAY": str(LEEWAY),
                                      **env}).start()
 
 
@@ -178,14 +151,14 @@ def provider() -> str:
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[AuthServer]:
+def srv(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[Server]:
     server = oidc_server(tmp_path_factory.mktemp("oidc"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def http(srv: AuthServer) -> Iterator[httpx.Client]:
+def http(srv: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=srv.url, timeout=60, trust_env=False) as c:
         yield c
 
@@ -305,7 +278,7 @@ def test_expired_token_is_401(http: httpx.Client) -> None:
 # -- namespaces and roles ----------------------------------------------------------------------------------
 
 
-def test_executor_executes_in_its_namespace(http: httpx.Client, srv: AuthServer) -> None:
+def test_executor_executes_in_its_namespace(http: httpx.Client, srv: Server) -> None:
     headers = auth("acme-executor")
     resp = http.post(ACME + "/processes/hello-world/execution", json={"inputs": {"name": "Acme"}}, headers=headers)
     assert resp.status_code == 200, resp.text
@@ -424,7 +397,7 @@ def test_executor_does_not_deploy(http: httpx.Client) -> None:
     validate_exception(http.get(ACME + "/processes/acme-say", headers=headers), 404)  # nothing was deployed
 
 
-def test_deployer_deploys_in_its_namespace(http: httpx.Client, srv: AuthServer) -> None:
+def test_deployer_deploys_in_its_namespace(http: httpx.Client, srv: Server) -> None:
     deployer = auth("acme-deployer")
     cwl = {**deployer, "Content-Type": "application/cwl+yaml"}
     resp = http.post(ACME + "/processes", content=SAY, headers=cwl)
@@ -477,7 +450,7 @@ def test_admin_works_in_every_namespace(http: httpx.Client, jobs: dict[str, str]
         assert http.delete(BETA + "/processes/acme-say", headers=admin).status_code == 204
 
 
-def test_alice_by_authorization_code_and_pkce_is_an_executor_in_acme(http: httpx.Client, srv: AuthServer,
+def test_alice_by_authorization_code_and_pkce_is_an_executor_in_acme(http: httpx.Client, srv: Server,
                                                                       jobs: dict[str, str]) -> None:
     token = oidc.authorization_code_token("alice")
     claims = claims_of(token)
@@ -580,7 +553,7 @@ def test_default_roles_for_tokens_without_roles(defaults_http: httpx.Client, cli
 # -- /api ----------------------------------------------------------------------------------------------------
 
 
-def test_api_declares_the_openid_connect_scheme(http: httpx.Client, srv: AuthServer) -> None:
+def test_api_declares_the_openid_connect_scheme(http: httpx.Client, srv: Server) -> None:
     resp = http.get(ACME + "/api", headers=auth("acme-reader"))
     assert resp.status_code == 200, resp.text
     doc = resp.json()
