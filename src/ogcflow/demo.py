@@ -83,7 +83,7 @@ def run(port: int, data_dir: Path, workers: int, stay: bool) -> int:
             band = feature["assets"]["data"]["raster:bands"][0]
             console.print(f"  {feature['id']}: water {band['statistics']['valid_percent']:.1f} % of the AOI, "
                           f"mask {feature['assets']['data']['href']}")
-        console.print(f"results (STAC FeatureCollection): {url}/jobs/{job_id}/results")
+        console.print(f"results (stac_catalog: STAC items): {url}/jobs/{job_id}/results")
         console.print(f"the job in a browser:             {url}/jobs/{job_id}?f=html")
         if stay:
             console.print("the server keeps running: Ctrl-C stops it")
