@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Start a Prefect server for the tests, on PostgreSQL (a database of the server that scripts/postgres.sh
-# started: OGCFLOW_TEST_POSTGRES_URL). Prints the export line of PREFECT_API_URL.
+# started: OGCFLOW_TEST_POSTGRES_URL), or with OGCFLOW_PREFECT_DATABASE=sqlite on Prefect's default SQLite
+# database (in OGCFLOW_PREFECT_DIR/home, as a plain `prefect server start` makes it). Prints the export line
+# of PREFECT_API_URL.
+# A run waiting for a deployment concurrency slot is tried again after 1 s (Prefect's default: 30 s) unless
+# PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS says otherwise: the tests of limits stay short.
 # OGCFLOW_PREFECT_WORKERS=N (N > 1) runs N server processes, which Prefect allows only with Redis: a private
 # redis-server (Debian's package) is started for them.
 # Usage: eval "$(scripts/prefect.sh start)"; scripts/prefect.sh stop
@@ -10,19 +14,29 @@ DIR=${OGCFLOW_PREFECT_DIR:-/tmp/ogcflow-prefect}
 PORT=${OGCFLOW_PREFECT_PORT:-4290}
 case "${1:-start}" in
   start)
-    : "${OGCFLOW_TEST_POSTGRES_URL:?start PostgreSQL first (scripts/postgres.sh)}"
     mkdir -p "$DIR/home"
-    base=${OGCFLOW_TEST_POSTGRES_URL%/*}
-    .venv/bin/python - "$OGCFLOW_TEST_POSTGRES_URL" <<'PY'
+    export PREFECT_HOME="$DIR/home"
+    WORKERS=${OGCFLOW_PREFECT_WORKERS:-1}
+    case "${OGCFLOW_PREFECT_DATABASE:-postgresql}" in
+      postgresql)
+        : "${OGCFLOW_TEST_POSTGRES_URL:?start PostgreSQL first (scripts/postgres.sh)}"
+        base=${OGCFLOW_TEST_POSTGRES_URL%/*}
+        .venv/bin/python - "$OGCFLOW_TEST_POSTGRES_URL" <<'PY'
 import sys, psycopg
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
     if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'prefect'").fetchone():
         conn.execute("CREATE DATABASE prefect")
 PY
-    export PREFECT_HOME="$DIR/home"
-    export PREFECT_API_DATABASE_CONNECTION_URL="${base/postgresql:/postgresql+asyncpg:}/prefect"
+        export PREFECT_API_DATABASE_CONNECTION_URL="${base/postgresql:/postgresql+asyncpg:}/prefect"
+        ;;
+      sqlite)
+        unset PREFECT_API_DATABASE_CONNECTION_URL
+        [ "$WORKERS" -gt 1 ] && { echo "several Prefect server processes need PostgreSQL" >&2; exit 2; }
+        ;;
+      *) echo "OGCFLOW_PREFECT_DATABASE is postgresql or sqlite" >&2; exit 2 ;;
+    esac
     export PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_LOGGING_LEVEL=WARNING
-    WORKERS=${OGCFLOW_PREFECT_WORKERS:-1}
+    export PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS=${PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS:-1}
     if [ "$WORKERS" -gt 1 ]; then
       scripts/debs.sh redis-server
       RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
