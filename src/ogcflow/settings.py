@@ -181,6 +181,11 @@ class PrefectSettings(SettingsGroup):
     poll_interval: float = Field(
         0.5, description="Seconds between polls of the work pool (a submission on the same host wakes the "
                          "worker at once).")
+    retry_seconds: float = Field(
+        10.0, ge=0, description="How long a call to Prefect is retried over connection errors and HTTP 429, 502 "
+                                "and 503 (exponential backoff with jitter, Retry-After honoured) before it fails "
+                                "(a 503 for the API user). A worker's polling loop retries for 1 s at most: it "
+                                "polls again anyway.")
 
 
 class CWLSettings(SettingsGroup):

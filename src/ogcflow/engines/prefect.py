@@ -3,11 +3,31 @@
 - The API creates the flow run (named after the job, tagged with process and namespace) over Prefect's REST
   API, cancels it on dismissal, and reads its state while the job is active.
 - ``ogcflow worker`` with ``OGCFLOW_ENGINE=prefect`` runs a worker (engines/worker.py) whose job source,
-  :class:`PrefectRuns`, polls the work pool, claims a run by moving it to
-  Pending, and executes the job in a forked child of itself (no fresh interpreter per job), which drives the
-  run through Prefect's orchestration: Running, then Completed or Failed with the job's message, and the
-  job's log lines sent to the run. Dismissal kills the child's process group and marks the run Cancelled;
-  a run cancelled in Prefect dismisses the job; a job lost with its worker marks the run Crashed.
+  :class:`PrefectRuns`, polls the work pool for runs due now, claims a run by proposing Pending, and
+  executes the job in a forked child of itself (no fresh interpreter per job), which drives the run through
+  Prefect's orchestration: Running, then Completed or Failed with the job's message, and the job's log lines
+  sent to the run. Dismissal kills the child's process group and marks the run Cancelled; a run cancelled in
+  Prefect dismisses the job; a job lost with its worker marks the run Crashed.
+
+Every proposed state follows Prefect's answer (``prefect_api.Answer``):
+
+- Pending (the claim, in the worker): ACCEPT claims the job; REJECT into a Scheduled state (a deployment
+  concurrency limit: AwaitingConcurrencySlot) leaves the job accepted, its message saying why, until the run
+  is due again; REJECT into Cancelled ends the job failed with Prefect's reason; WAIT and ABORT leave the
+  run (another worker took it, or it was cancelled). A run not claimed is not proposed again for a while.
+- Running (in the job's process): WAIT sleeps the delay Prefect gives (bounded) and proposes again, or,
+  when the delay is long, gives the run back (Scheduled at its time) and the job back to the queue (accepted)
+  so that its slot serves other jobs; REJECT into a Scheduled state gives the job back the same way; REJECT
+  into Cancelled/Cancelling dismisses it; anything else fails it with Prefect's reason.
+- Failed (before the failure is recorded): REJECT into AwaitingRetry (the run has retries left) retries the
+  job in the same process, as Prefect's own engine retries a flow in process: the OGC job stays running,
+  its message saying which attempt failed and when the next starts; Prefect's WAIT tells when (the retry
+  delay). ACCEPT records the failure.
+- Completed: the job's end is recorded first (the fast path); the run follows.
+
+A job whose end is recorded while Prefect cannot be told (an outage) brings its run to the same end when
+Prefect is back, forced if Prefect would retry it: a run is never left Pending, Running or AwaitingRetry
+behind an ended job (a worker also looks for such runs every ``RECONCILE_EVERY`` seconds).
 
 Workers talk to Prefect over its REST API only: Prefect's client-side flow engine (result persistence,
 retries, task runs, client events: none used by OGC jobs) cost ~0.09 CPU-s per job on the worker and as
@@ -20,14 +40,23 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ogcflow.domain import Job
+from ogcflow.domain import Job, utcnow
 from ogcflow.engines.base import StoreEngine
-from ogcflow.engines.prefect_api import STATE_TO_STATUS, PrefectAsync, PrefectSync, PrefectTarget
+from ogcflow.engines.prefect_api import (
+    FINAL_STATES,
+    STATE_TO_STATUS,
+    Answer,
+    Backoff,
+    PrefectAsync,
+    PrefectSync,
+    PrefectTarget,
+)
 from ogcflow.engines.worker import End, wake_workers
 from ogcflow.errors import ServiceUnavailable
-from ogcflow.jobs.execution import run_job
+from ogcflow.jobs.execution import Outcome, run_job
 from ogcflow.models import StatusCode
 from ogcflow.runtime import Runtime
 from ogcflow.settings import PrefectSettings
@@ -36,12 +65,30 @@ log = logging.getLogger("ogcflow.prefect")
 
 LogRecord = tuple[float, int, str, str]
 
+#: a WAIT before Running longer than this gives the run back (Scheduled at its time) instead of keeping a
+#: job slot asleep
+HAND_BACK_AFTER = 5.0
+#: the longest sleep between two proposals of the same state (Prefect's next WAIT says how much is left)
+MAX_SLEEP = 10.0
+#: a run not claimed (rejected, waiting, aborted) is not proposed again for at least this long
+NOT_AGAIN_FOR = 1.0
+#: how often a worker looks for runs left behind (by workers gone, or by outages) and ends them
+RECONCILE_EVERY = 15.0
+#: a run is left behind when its job ended, or its claim was made, this long ago
+LEFT_BEHIND_AFTER = 90.0
+
+_FINAL_OF = {StatusCode.successful: "COMPLETED", StatusCode.failed: "FAILED", StatusCode.dismissed: "CANCELLED"}
+
 
 def prefect_target(settings: PrefectSettings) -> PrefectTarget:
     url = settings.api_url or os.environ.get("PREFECT_API_URL")
     if not url:
         raise ServiceUnavailable("the Prefect engine needs PREFECT_API_URL (or OGCFLOW_PREFECT_API_URL)")
     return PrefectTarget(api_url=url, work_pool=settings.work_pool)
+
+
+def _at(when: datetime | None) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "its scheduled time"
 
 
 class PrefectEngine(StoreEngine):
@@ -53,7 +100,7 @@ class PrefectEngine(StoreEngine):
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self.target = prefect_target(rt.settings.prefect)
-        self.api = PrefectAsync(self.target)
+        self.api = PrefectAsync(self.target, backoff=Backoff(budget=rt.settings.prefect.retry_seconds))
         self.ui_url = (rt.settings.prefect.ui_url or self.target.ui_url).rstrip("/")
         self._checked: dict[str, float] = {}  # job id -> when Prefect was last asked about it
 
@@ -107,12 +154,24 @@ class PrefectRuns:
         self.identity = identity
         self.concurrency = concurrency
         self.target = prefect_target(rt.settings.prefect)
-        self.api = PrefectSync(self.target)
+        retry = rt.settings.prefect.retry_seconds
+        self.backoff = Backoff(budget=retry)  # job processes: the job waits for Prefect a little
+        # the worker's loop watches dismissals and heartbeats: it never waits long for Prefect (it polls again)
+        self.api = PrefectSync(self.target, backoff=Backoff(budget=min(retry, 1.0)))
         self.backlog: list[dict[str, Any]] = []
+        self.backlog_at = 0.0
         self.last_poll = 0.0
         self.last_cancel_check = 0.0
+        self.last_reconcile = 0.0
+        self.last_resend = 0.0
         self.prefect_down_since: float | None = None
-        self.api.ensure_deployment()
+        self.not_before: dict[str, float] = {}  # run id -> not proposed again before (monotonic)
+        self.unsent: list[tuple[str, str, str]] = []  # (run id, state, message) Prefect must still be told
+        start = PrefectSync(self.target, backoff=self.backoff)
+        try:
+            self.deployment_id = start.ensure_deployment()
+        finally:
+            start.close()
 
     # -- claiming ------------------------------------------------------------------------------
 
@@ -127,112 +186,112 @@ class PrefectRuns:
 
     def _take(self, woken: bool) -> Job | None:
         now = time.monotonic()
+        if self.unsent and now - self.last_resend >= 1.0:
+            self.last_resend = now
+            self._resend()
+        if now - self.last_reconcile >= RECONCILE_EVERY:
+            self.last_reconcile = now
+            self._reconcile()
+        interval = self.rt.settings.prefect.poll_interval
+        if self.backlog and now - self.backlog_at > max(interval, 0.5):
+            self.backlog = []  # an old poll: pools and queues may have been paused or limited since
         if not self.backlog:
             since = now - self.last_poll
             # a wake-up (a submission on this host) polls at once, but at most every 0.1 s: a burst of
             # submissions is taken in a few polls, not one poll each
-            if since < (0.1 if woken else self.rt.settings.prefect.poll_interval):
+            if since < (0.1 if woken else interval):
                 return None
-            self.last_poll = now
-            self.backlog = self.api.scheduled_runs(limit=self.concurrency * 2)
+            self.last_poll = self.backlog_at = now
+            self.not_before = {run_id: t for run_id, t in self.not_before.items() if t > now}
+            runs = self.api.scheduled_runs(limit=min(200, self.concurrency * 2 + len(self.not_before)))
+            self.backlog = [run for run in runs if str(run["id"]) not in self.not_before]
             if self.prefect_down_since is not None:
                 log.info("Prefect is reachable again")
                 self.prefect_down_since = None
-        jobs = self.rt.store.jobs
         while self.backlog:
-            run = self.backlog.pop(0)
-            run_id = str(run["id"])
-            if self.api.set_state(run_id, "PENDING") != "ACCEPT":
-                continue  # another worker took it, or it was cancelled
-            job_id = (run.get("parameters") or {}).get("job_id", "")
-            job = jobs.for_engine(job_id) if job_id else None
-            if job is None:
-                self.api.set_state(run_id, "FAILED", message=f"ogcflow has no job '{job_id}'", force=True)
-                continue
-            if job.status is not StatusCode.accepted:
-                self.api.set_state(run_id, "CANCELLED", message=f"the job is {job.status.value}", force=True)
-                continue
-            if not jobs.mark_running(job.id, worker=self.identity, run_ref=run_id):
-                self.api.set_state(run_id, "CANCELLED", message="the job was dismissed", force=True)
-                continue
-            return jobs.for_engine(job.id)
+            job = self._claim(self.backlog.pop(0))
+            if job is not None:
+                return job
         return None
 
-    # -- in the job's process ------------------------------------------------------------------------
-    def execute(self, job: Job) -> None:
-        """The job's flow run, from Running to its end, around the same ``run_job`` as every engine. The run's
-        logs in Prefect: the job's start and end, warnings and errors of ogcflow, and the job's own log (a CWL
-        run's) when it keeps one."""
-        api = PrefectSync(self.target)  # a client of this process: never the worker's connections
-        run_id = job.run_ref or ""
-        records: list[LogRecord] = []
-
-        class Collect(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                records.append((record.created, record.levelno, record.name, self.format(record)))
-
-        handler = Collect(logging.WARNING)
-        root = logging.getLogger("ogcflow")
-        root.addHandler(handler)
+    def _claim(self, run: dict[str, Any]) -> Job | None:
+        """Propose Pending for a run due now; its job, marked running, when Prefect accepts."""
+        run_id = str(run["id"])
+        answer = self.api.set_state(run_id, "PENDING", message=f"claimed by ogcflow worker {self.identity}")
+        job_id = str((run.get("parameters") or {}).get("job_id", ""))
+        if not answer.accepted:
+            self._not_claimed(run_id, job_id, answer)
+            return None
         try:
-            try:
-                answer: str | None = api.set_state(run_id, "RUNNING")
-            except ServiceUnavailable as exc:  # the work matters more than Prefect's view of it: go on
-                answer = None
-                log.warning("job %s: %s; the job runs, its flow run is updated when Prefect is back", job.id, exc)
-            if answer is not None and answer != "ACCEPT":
-                state = api.states([run_id]).get(run_id, "")
-                if state in ("CANCELLING", "CANCELLED"):
-                    self.rt.store.jobs.dismiss(job.id, job.namespace)
-                else:
-                    self.rt.store.jobs.fail_lost(job.id, f"Prefect did not let the flow run start ({answer}, {state})")
-                return
-            records.append((time.time(), logging.INFO, "ogcflow.jobs", f"job {job.id}: process {job.process_id}"))
-            status = run_job(self.rt, job)
-            ended = self.rt.store.jobs.for_engine(job.id)
-            message = (ended.message if ended else None) or status.value
-            records.extend(self._job_log(ended))
-            records.append((time.time(), logging.INFO if status is StatusCode.successful else logging.ERROR,
-                            "ogcflow.jobs", f"job {job.id}: {message}"))
-            root.removeHandler(handler)
-            final = "COMPLETED" if status is StatusCode.successful else "FAILED"
-            self._end_run(api, run_id, started=answer is not None, final=final,
-                          message=None if status is StatusCode.successful else message, records=records)
+            return self._start_job(run_id, job_id)
+        except Exception:  # the store failed us: give the run back rather than leave it Pending
+            self._give_back(run_id, "the worker could not start its job; it is tried again")
+            raise
+
+    def _not_claimed(self, run_id: str, job_id: str, answer: Answer) -> None:
+        wait = NOT_AGAIN_FOR
+        if answer.status == "WAIT":
+            wait = max(wait, min(answer.delay, 60.0))
+        elif answer.status == "REJECT" and answer.state_type == "SCHEDULED":
+            # e.g. AwaitingConcurrencySlot: the poll gives the run again when it is due
+            if answer.scheduled_time is not None:
+                due = (answer.scheduled_time - datetime.now(UTC)).total_seconds()
+                wait = max(wait, min(due, 3600.0))
+            if job_id:
+                self.rt.store.jobs.note(job_id, f"waiting: {answer.reason or answer.state_name} (Prefect: "
+                                                f"{answer.state_name}, tried again at {_at(answer.scheduled_time)})")
+        elif answer.status == "REJECT" and answer.state_type in FINAL_STATES and job_id:
+            job = self.rt.store.jobs.for_engine(job_id)
+            if job is not None and job.status is StatusCode.accepted:
+                self.rt.store.jobs.fail_lost(job_id, f"Prefect did not start the flow run ({answer.describe()})")
+        log.debug("flow run %s not claimed: %s", run_id, answer.describe())
+        self.not_before[run_id] = time.monotonic() + wait
+
+    def _start_job(self, run_id: str, job_id: str) -> Job | None:
+        jobs = self.rt.store.jobs
+        job = jobs.for_engine(job_id) if job_id else None
+        if job is None:
+            self._quietly(run_id, "FAILED", f"ogcflow has no job '{job_id}'")
+            return None
+        if job.status is not StatusCode.accepted:
+            self._quietly(run_id, "CANCELLED", f"the job is {job.status.value}")
+            return None
+        if not jobs.mark_running(job.id, worker=self.identity, run_ref=run_id):
+            self._quietly(run_id, "CANCELLED", "the job was dismissed")
+            return None
+        return jobs.for_engine(job.id)
+
+    def _give_back(self, run_id: str, message: str) -> None:
+        """A claimed run back to Scheduled (due now): another poll takes it."""
+        try:
+            self.api.set_state(run_id, "SCHEDULED", message=message, scheduled_time=datetime.now(UTC))
+        except ServiceUnavailable as exc:
+            log.warning("flow run %s left Pending: %s", run_id, exc)
+
+    # -- in the job's process ------------------------------------------------------------------------
+
+    def execute(self, job: Job) -> None:
+        """The job's flow run, from Running to its end, around the same ``run_job`` as every engine, each
+        retry Prefect asks for included. The run's logs in Prefect: the job's start and end, warnings and
+        errors of ogcflow, and the job's own log (a CWL run's) when it keeps one."""
+        api = PrefectSync(self.target, backoff=self.backoff)  # a client of this process: never the worker's
+        run = _JobRun(self, api, job)
+        root = logging.getLogger("ogcflow")
+        root.addHandler(run.collect)
+        try:
+            run.drive()
         finally:
-            root.removeHandler(handler)
+            root.removeHandler(run.collect)
             api.close()
 
-    @staticmethod
-    def _end_run(api: PrefectSync, run_id: str, *, started: bool, final: str, message: str | None,
-                 records: list[LogRecord], patience: float = 60.0) -> None:
-        """Bring the flow run to the job's end (and its logs), retrying while Prefect is unreachable: the job
-        itself is recorded already."""
-        deadline = time.monotonic() + patience
-        delay = 0.5
-        while True:
-            try:
-                if not started:
-                    api.set_state(run_id, "RUNNING")
-                    started = True
-                api.post_logs(run_id, records)
-                records = []
-                api.set_state(run_id, final, message=message)
-                return
-            except ServiceUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    log.warning("flow run %s left behind (%s would be its state): %s", run_id, final, exc)
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    def _job_log(self, job: Job | None, limit: int = 1000) -> list[LogRecord]:
+    def _job_log(self, namespace: str, key: str | None, limit: int = 1000) -> list[LogRecord]:
         """The last lines of the job's own log, as log records of its flow run."""
-        if job is None or not job.log:
+        if not key:
             return []
         try:
-            text = self.rt.storage_for(job.namespace).read(job.log).decode("utf-8", errors="replace")
+            text = self.rt.storage_for(namespace).read(key).decode("utf-8", errors="replace")
         except Exception:  # the log is a courtesy to Prefect's UI; the job's outcome is recorded already
-            log.warning("job %s: could not read its log", job.id, exc_info=True)
+            log.warning("could not read the job log %s", key, exc_info=True)
             return []
         now = time.time()
         return [(now, logging.INFO, "ogcflow.job-log", line) for line in text.splitlines()[-limit:] if line]
@@ -266,7 +325,232 @@ class PrefectRuns:
             self._quietly(job.run_ref, "CRASHED" if how is End.lost else "CANCELLED", reason)
 
     def _quietly(self, run_id: str, state: str, message: str) -> None:
+        """Force a run's end; kept to be sent again when Prefect cannot be told now."""
         try:
             self.api.set_state(run_id, state, message=message, force=True)
         except ServiceUnavailable as exc:
-            log.warning("could not mark flow run %s %s: %s", run_id, state, exc)
+            log.warning("could not mark flow run %s %s (tried again later): %s", run_id, state, exc)
+            if len(self.unsent) < 10000:
+                self.unsent.append((run_id, state, message))
+
+    def _resend(self) -> None:
+        while self.unsent:
+            run_id, state, message = self.unsent[0]
+            try:
+                self.api.set_state(run_id, state, message=message, force=True)
+            except ServiceUnavailable:
+                return
+            self.unsent.pop(0)
+
+    def _reconcile(self) -> None:
+        """End the runs left behind: Pending, Running or AwaitingRetry while their job ended a while ago (its
+        process could not tell Prefect, or its worker is gone), and Pending runs whose claim never became a
+        running job (given back)."""
+        try:
+            runs = (self.api.runs_in(self.deployment_id, ["PENDING", "RUNNING"])
+                    + self.api.runs_in(self.deployment_id, ["SCHEDULED"], names=["AwaitingRetry"]))
+        except ServiceUnavailable:
+            return
+        now = utcnow()
+        for run in runs:
+            run_id = str(run["id"])
+            job_id = str((run.get("parameters") or {}).get("job_id", ""))
+            job = self.rt.store.jobs.for_engine(job_id) if job_id else None
+            if job is None:
+                continue
+            state = run.get("state") or {}
+            if job.status is StatusCode.accepted and state.get("type") == "PENDING":
+                since = _parse(state.get("timestamp"))
+                if since is not None and (now - since).total_seconds() > LEFT_BEHIND_AFTER:
+                    log.warning("flow run %s was left Pending by its claim: given back", run_id)
+                    self._give_back(run_id, "claimed by a worker that did not start it; tried again")
+                continue
+            if job.active or job.finished is None or (now - job.finished).total_seconds() < LEFT_BEHIND_AFTER:
+                continue  # running here or elsewhere, or its process may still be telling Prefect
+            final = _FINAL_OF.get(job.status)
+            if final is not None:
+                log.warning("flow run %s was left %s behind its %s job: marked %s", run_id,
+                            state.get("name") or state.get("type"), job.status.value, final)
+                self._quietly(run_id, final, job.message or job.status.value)
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class _JobRun:
+    """One job's flow run, driven from its process: every attempt, every answer of Prefect."""
+
+    def __init__(self, source: PrefectRuns, api: PrefectSync, job: Job) -> None:
+        self.source = source
+        self.rt = source.rt
+        self.api = api
+        self.job = job
+        self.run_id = job.run_ref or ""
+        self.records: list[LogRecord] = []
+        self.attempt = 1
+        self.started = False  # Prefect knows the run is Running
+        self.told = False  # Prefect was told the job's end (and took it)
+        self.retry_at: datetime | None = None
+        self.last_failure = ""
+        records = self.records
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append((record.created, record.levelno, record.name, self.format(record)))
+
+        self.collect = Collect(logging.WARNING)
+
+    def drive(self) -> None:
+        job = self.job
+        if not self.start():
+            return
+        while True:
+            suffix = f" (attempt {self.attempt})" if self.attempt > 1 else ""
+            self.records.append((time.time(), logging.INFO, "ogcflow.jobs",
+                                 f"job {job.id}: process {job.process_id}{suffix}"))
+            status = run_job(self.rt, job, before_end=self.before_end, attempt=self.attempt)
+            if status is not None:
+                break
+            self.attempt += 1  # Prefect retries the run: AwaitingRetry until self.retry_at
+            if not self.start(retrying=True):
+                return
+            self.rt.store.jobs.progress(job.id, 0, f"running (attempt {self.attempt})")
+        if self.told:
+            try:
+                self._send_logs()
+            except ServiceUnavailable as exc:  # the run has its end; only late warnings are lost
+                log.warning("job %s: log lines not sent to its flow run: %s", job.id, exc)
+            return
+        ended = self.rt.store.jobs.for_engine(job.id)
+        message = (ended.message if ended else None) or status.value
+        final = "COMPLETED" if status is StatusCode.successful else "FAILED"
+        self.end_run(final, None if status is StatusCode.successful else message)
+
+    # -- Running ---------------------------------------------------------------------------------
+
+    def start(self, retrying: bool = False) -> bool:
+        """Propose Running until Prefect takes it (or says no): True when the job is to run (also when
+        Prefect is unreachable: the work matters more than Prefect's view of it; the run catches up)."""
+        job, api = self.job, self.api
+        while True:
+            try:
+                answer = api.set_state(self.run_id, "RUNNING")
+            except ServiceUnavailable as exc:
+                if retrying:  # Prefect's retry cannot be confirmed: the job ends with the attempt's failure
+                    self.rt.store.jobs.fail_lost(job.id, f"{self.last_failure} (not retried: {exc.detail})")
+                    self.end_run("FAILED", self.last_failure)
+                    return False
+                log.warning("job %s: %s; the job runs, its flow run is updated when Prefect is back", job.id, exc)
+                self.started = False
+                return True
+            if answer.accepted:
+                self.started = True
+                return True
+            if answer.status == "WAIT":
+                if not retrying and answer.delay > HAND_BACK_AFTER and self._hand_back(answer.delay):
+                    return False
+                time.sleep(min(max(answer.delay, 0.05), MAX_SLEEP))
+                continue
+            if answer.status == "REJECT" and answer.state_type == "SCHEDULED" and not retrying:
+                # Prefect put the run back in its queue: so goes the job, until the run is due
+                self.rt.store.jobs.requeue(job.id, f"waiting: Prefect rescheduled its flow run for "
+                                                   f"{_at(answer.scheduled_time)} ({answer.describe()})")
+                return False
+            self._refused(answer, retrying)
+            return False
+
+    def _refused(self, answer: Answer, retrying: bool) -> None:
+        """Prefect will not let the run start: the job ends the way the run did."""
+        state = answer.state_type if answer.status == "REJECT" else ""
+        if not state:
+            try:
+                state = self.api.states([self.run_id]).get(self.run_id, "")
+            except ServiceUnavailable:
+                state = ""
+        if state in ("CANCELLING", "CANCELLED"):
+            self.rt.store.jobs.dismiss(self.job.id, self.job.namespace)
+            return
+        why = f"Prefect did not let the flow run start ({answer.describe()}, {state or 'state unknown'})"
+        if retrying:
+            why = f"{self.last_failure} (not retried: {why})"
+        self.rt.store.jobs.fail_lost(self.job.id, why)
+
+    def _hand_back(self, delay: float) -> bool:
+        """The run back to Scheduled at the time Prefect waits for, the job back to accepted."""
+        when = datetime.now(UTC) + timedelta(seconds=delay)
+        try:
+            answer = self.api.set_state(self.run_id, "SCHEDULED", scheduled_time=when,
+                                        message=f"given back by ogcflow: not due before {_at(when)}")
+        except ServiceUnavailable:
+            return False
+        if not answer.accepted:
+            return False
+        self.rt.store.jobs.requeue(self.job.id, f"waiting: its flow run is not due before {_at(when)}")
+        return True
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def before_end(self, outcome: Outcome, log_key: str | None) -> bool:
+        """Before the job's end is recorded: a failure is proposed to Prefect first, which may retry it."""
+        job = self.job
+        self.records.extend(self.source._job_log(job.namespace, log_key))
+        ok = outcome.status is StatusCode.successful
+        suffix = f" (attempt {self.attempt})" if self.attempt > 1 else ""
+        self.records.append((time.time(), logging.INFO if ok else logging.ERROR, "ogcflow.jobs",
+                             f"job {job.id}: {outcome.message}{suffix}"))
+        if ok or not self.started:
+            return True  # a success is recorded first (the fast path); the run follows
+        try:
+            self._send_logs()
+            answer = self.api.set_state(self.run_id, "FAILED", message=outcome.message)
+        except ServiceUnavailable:
+            return True  # the run is brought to the end when Prefect is back (never AwaitingRetry)
+        if answer.status == "REJECT" and answer.state_type == "SCHEDULED":
+            self.retry_at = answer.scheduled_time
+            self.last_failure = outcome.message
+            self.rt.store.jobs.progress(job.id, None, f"attempt {self.attempt} failed: {outcome.message}; Prefect "
+                                                      f"retries the flow run at {_at(self.retry_at)}")
+            return False
+        self.told = answer.accepted or answer.status == "ABORT"  # ABORT: the run ended elsewhere (cancelled)
+        return True
+
+    def _send_logs(self) -> None:
+        records, self.records[:] = list(self.records), []
+        try:
+            self.api.post_logs(self.run_id, records)
+        except ServiceUnavailable:
+            self.records[:0] = records
+            raise
+
+    def end_run(self, final: str, message: str | None, patience: float = 60.0) -> None:
+        """Bring the flow run to the job's end (and its logs), retrying while Prefect is unreachable: the job
+        itself is recorded already, so the run ends the same, forced if Prefect would rather retry it."""
+        deadline = time.monotonic() + patience
+        delay = 0.5
+        api, run_id = self.api, self.run_id
+        while True:
+            try:
+                if not self.started:
+                    api.set_state(run_id, "RUNNING")
+                    self.started = True
+                self._send_logs()
+                answer = api.set_state(run_id, final, message=message)
+                if answer.status in ("REJECT", "WAIT"):
+                    log.info("flow run %s: Prefect answered %s to %s after the job ended: forced", run_id,
+                             answer.describe(), final)
+                    api.set_state(run_id, final, message=message, force=True)
+                return
+            except ServiceUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    log.warning("flow run %s left behind (%s would be its state; a worker marks it later): %s",
+                                run_id, final, exc)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)

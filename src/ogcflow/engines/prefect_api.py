@@ -2,12 +2,23 @@
 
 Neither the API nor the workers import Prefect (1-2 s of start-up and background machinery): the API
 creates, cancels and reads flow runs with these calls; workers poll, claim and drive the runs with them.
-Any connection failure or server error is a 503 for the API user.
+
+Every call is retried over a transient failure, as Prefect's own client does: a connection error (refused,
+reset, timed out) or an answer of HTTP 429, 502 or 503 (a SQLite Prefect server answers 503 "database is
+locked" under a burst) is tried again after an exponential, jittered wait (a ``Retry-After`` header is
+honoured), for at most :attr:`Backoff.budget` seconds in all. Only then is the call a
+:class:`PrefectUnavailable` (a 503 for the API user).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -18,6 +29,8 @@ from ogcflow.netpolicy import ssl_context
 FLOW_NAME = "ogcflow-job"
 #: what executes the deployment's runs (shown in Prefect; runs are executed by `ogcflow worker`)
 ENTRYPOINT = "ogcflow.engines.prefect:PrefectRuns"
+#: how ogcflow introduces itself: not as a Prefect client (whose versions Prefect's rules tell apart)
+USER_AGENT = "ogcflow"
 
 #: Prefect state type -> OGC status
 STATE_TO_STATUS = {
@@ -27,6 +40,9 @@ STATE_TO_STATUS = {
     "FAILED": "failed", "CRASHED": "failed",
     "CANCELLING": "dismissed", "CANCELLED": "dismissed",
 }
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+#: answers that mean "try again later" (Prefect's client retries the same ones)
+RETRY_STATUSES = frozenset({429, 502, 503})
 
 
 class PrefectUnavailable(ServiceUnavailable):
@@ -43,9 +59,68 @@ class PrefectTarget:
         return self.api_url.rstrip("/").removesuffix("/api")
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How a call is retried over transient failures: the n-th wait is ``first * 2**n`` seconds (at most
+    ``cap``), drawn within ``jitter`` of it (waits of several clients spread out), or what a ``Retry-After``
+    header asks (at least that); no try starts past ``budget`` seconds after the first."""
+
+    budget: float = 10.0
+    first: float = 0.05
+    cap: float = 2.0
+    jitter: float = 0.5
+
+    def tries(self) -> _Tries:
+        return _Tries(self)
+
+
+class _Tries:
+    """The retries of one call."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.started = time.monotonic()
+        self.count = 0
+
+    def wait(self, resp: httpx.Response | None) -> float | None:
+        """Seconds to wait before the next try; None when the budget is spent."""
+        b = self.backoff
+        after = retry_after(resp.headers.get("retry-after")) if resp is not None else None
+        if after is not None:
+            delay = after * random.uniform(1.0, 1.0 + b.jitter)  # never sooner than asked
+        else:
+            delay = min(b.cap, b.first * 2 ** self.count) * random.uniform(1.0 - b.jitter, 1.0 + b.jitter)
+        self.count += 1
+        if time.monotonic() - self.started + delay > b.budget:
+            return None
+        return delay
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header (a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _failed(resp: httpx.Response, what: str) -> PrefectUnavailable:
+    return PrefectUnavailable(f"Prefect could not {what}: HTTP {resp.status_code} {resp.text[:300]}")
+
+
 def _check(resp: httpx.Response, what: str) -> httpx.Response:
     if resp.status_code >= 500:
-        raise PrefectUnavailable(f"Prefect could not {what}: HTTP {resp.status_code} {resp.text[:300]}")
+        raise _failed(resp, what)
     return resp
 
 
@@ -60,22 +135,107 @@ def _deployment_body(flow_id: str, target: PrefectTarget) -> dict[str, Any]:
             "tags": ["ogcflow"], "enforce_parameter_schema": False}
 
 
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Prefect's answer to a proposed state (its orchestration result)."""
+
+    #: ACCEPT, REJECT (Prefect chose ``state_type``/``state_name`` instead), WAIT (propose again after
+    #: ``delay`` seconds) or ABORT (stop driving this run)
+    status: str
+    #: the run's state after the answer (for a REJECT, the state Prefect put the run in)
+    state_type: str = ""
+    state_name: str = ""
+    message: str | None = None
+    #: a SCHEDULED state's start time (AwaitingRetry, AwaitingConcurrencySlot...)
+    scheduled_time: datetime | None = None
+    delay: float = 0.0
+    reason: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "ACCEPT"
+
+    def describe(self) -> str:
+        """What Prefect said, for messages: 'REJECT into AwaitingRetry: Retrying'."""
+        into = f" into {self.state_name or self.state_type}" if self.status == "REJECT" else ""
+        return f"{self.status}{into}" + (f": {self.reason}" if self.reason else "")
+
+    @classmethod
+    def of(cls, resp: httpx.Response, transition_id: str) -> Answer:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code == 404:
+            return cls("ABORT", reason="Prefect has no such flow run")
+        if not isinstance(body, dict) or "status" not in body:
+            return cls("ABORT", reason=f"Prefect answered HTTP {resp.status_code} {resp.text[:300]}")
+        state = body.get("state") or {}
+        details = body.get("details") or {}
+        status = str(body["status"])
+        state_details = state.get("state_details") or {}
+        if status == "REJECT" and state_details.get("transition_id") == transition_id:
+            status = "ACCEPT"  # a retried proposal that Prefect had taken: the run is in our state
+        return cls(status=status, state_type=str(state.get("type") or ""), state_name=str(state.get("name") or ""),
+                   message=state.get("message"), scheduled_time=_time(state_details.get("scheduled_time")),
+                   delay=float(details.get("delay_seconds") or 0), reason=str(details.get("reason") or ""))
+
+
+def state_body(state_type: str, *, name: str | None = None, message: str | None = None,
+               scheduled_time: datetime | None = None, transition_id: str | None = None) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if scheduled_time is not None:
+        details["scheduled_time"] = scheduled_time.astimezone(UTC).isoformat()
+    if transition_id is not None:
+        details["transition_id"] = transition_id
+    state: dict[str, Any] = {"type": state_type, "name": name or state_type.capitalize(),
+                             "state_details": details}
+    if message:
+        state["message"] = message[:5000]
+    return state
+
+
 class PrefectSync:
     """Blocking calls (workers, start-up)."""
 
-    def __init__(self, target: PrefectTarget, timeout: float = 10.0) -> None:
+    def __init__(self, target: PrefectTarget, timeout: float = 10.0, backoff: Backoff | None = None) -> None:
         self.target = target
+        self.backoff = backoff or Backoff()
         self.http = httpx.Client(base_url=target.api_url.rstrip("/") + "/", timeout=timeout,
+                                 headers={"User-Agent": USER_AGENT},
                                  verify=ssl_context())  # built once per worker, inherited by job processes
 
     def close(self) -> None:
         self.http.close()
 
     def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
-        try:
-            return _check(self.http.request(method, path, **kw), what)
-        except httpx.HTTPError as exc:
-            raise _unavailable(self.target, what, exc) from None
+        tries = self.backoff.tries()
+        while True:
+            try:
+                resp = self.http.request(method, path, **kw)
+            except httpx.TransportError as exc:
+                delay = tries.wait(None)
+                if delay is None:
+                    raise _unavailable(self.target, what, exc) from None
+            except httpx.HTTPError as exc:
+                raise _unavailable(self.target, what, exc) from None
+            else:
+                if resp.status_code not in RETRY_STATUSES:
+                    return _check(resp, what)
+                delay = tries.wait(resp)
+                if delay is None:
+                    raise _failed(resp, what)
+            time.sleep(delay)
 
     def ensure_deployment(self) -> str:
         """The work pool and the deployment of ogcflow jobs in it (``ogcflow-job/<pool>``), created when
@@ -97,37 +257,54 @@ class PrefectSync:
             raise PrefectUnavailable(f"Prefect refused the deployment: {dep.text[:300]}")
         return str(dep.json()["id"])
 
-    def scheduled_runs(self, limit: int) -> list[dict[str, Any]]:
+    def scheduled_runs(self, limit: int, before: datetime | None = None) -> list[dict[str, Any]]:
+        """Runs of the work pool that may start now (scheduled up to ``before``, default now), oldest
+        first. Prefect leaves out the runs of paused pools and queues and what their concurrency limits do
+        not allow."""
+        when = (before or datetime.now(UTC)).astimezone(UTC).isoformat()
         resp = self._call("POST", f"work_pools/{self.target.work_pool}/get_scheduled_flow_runs",
-                          "poll for flow runs", json={"limit": limit})
+                          "poll for flow runs", json={"limit": limit, "scheduled_before": when})
         if resp.status_code != 200:
             raise PrefectUnavailable(f"Prefect refused the poll: HTTP {resp.status_code} {resp.text[:300]}")
         return [item["flow_run"] for item in resp.json()]
 
-    def set_state(self, run_id: str, state_type: str, *, message: str | None = None,
-                  force: bool = False) -> str:
-        """Propose a state; Prefect's answer: ACCEPT, REJECT, ABORT or WAIT."""
-        state: dict[str, Any] = {"type": state_type, "name": state_type.capitalize()}
-        if message:
-            state["message"] = message[:5000]
-        resp = self._call("POST", f"flow_runs/{run_id}/set_state", "set a flow run state",
-                          json={"state": state, "force": force})
-        if resp.status_code == 404:
-            return "ABORT"
-        return str(resp.json().get("status", "REJECT"))
+    def set_state(self, run_id: str, state_type: str, *, name: str | None = None, message: str | None = None,
+                  scheduled_time: datetime | None = None, force: bool = False) -> Answer:
+        """Propose a state; Prefect's answer. A proposal retried over a lost answer is recognised by its
+        transition id (Prefect rejects the duplicate with the run's state: ours)."""
+        transition_id = str(uuid.uuid4())
+        body = {"state": state_body(state_type, name=name, message=message, scheduled_time=scheduled_time,
+                                    transition_id=transition_id), "force": force}
+        resp = self._call("POST", f"flow_runs/{run_id}/set_state", "set a flow run state", json=body)
+        return Answer.of(resp, transition_id)
 
     def states(self, run_ids: list[str]) -> dict[str, str]:
         """Flow run id -> state type, for the given runs."""
+        return {run_id: (run.get("state") or {}).get("type", "") for run_id, run in self.runs(run_ids).items()}
+
+    def runs(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Flow run id -> flow run, for the given runs."""
         if not run_ids:
             return {}
         resp = self._call("POST", "flow_runs/filter", "read flow runs",
                           json={"flow_runs": {"id": {"any_": run_ids}}, "limit": len(run_ids)})
-        return {str(r["id"]): (r.get("state") or {}).get("type", "") for r in resp.json()}
+        return {str(r["id"]): r for r in resp.json()}
+
+    def runs_in(self, deployment_id: str, state_types: list[str], names: list[str] | None = None,
+                limit: int = 200) -> list[dict[str, Any]]:
+        """Flow runs of the deployment in these states (and with these state names), oldest first."""
+        state: dict[str, Any] = {"type": {"any_": state_types}}
+        if names:
+            state["name"] = {"any_": names}
+        resp = self._call("POST", "flow_runs/filter", "read flow runs",
+                          json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}, "state": state},
+                                "sort": "EXPECTED_START_TIME_ASC", "limit": limit})
+        if resp.status_code != 200:
+            raise PrefectUnavailable(f"Prefect refused the filter: HTTP {resp.status_code} {resp.text[:300]}")
+        return list(resp.json())
 
     def post_logs(self, run_id: str, records: list[tuple[float, int, str, str]]) -> None:
         """Send log lines (time, level, logger name, message) of a flow run to Prefect."""
-        from datetime import UTC, datetime
-
         if not records:
             return
         body = [{"name": name, "level": level, "message": message[:20000], "flow_run_id": run_id,
@@ -139,22 +316,35 @@ class PrefectSync:
 class PrefectAsync:
     """Non-blocking calls (the API)."""
 
-    def __init__(self, target: PrefectTarget, timeout: float = 10.0) -> None:
+    def __init__(self, target: PrefectTarget, timeout: float = 10.0, backoff: Backoff | None = None) -> None:
         self.target = target
-        self.http = httpx.AsyncClient(base_url=target.api_url.rstrip("/") + "/", timeout=timeout)
+        self.backoff = backoff or Backoff()
+        self.http = httpx.AsyncClient(base_url=target.api_url.rstrip("/") + "/", timeout=timeout,
+                                      headers={"User-Agent": USER_AGENT})
         self._deployment_id: str | None = None
 
     async def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
-        try:
-            return _check(await self.http.request(method, path, **kw), what)
-        except httpx.HTTPError as exc:
-            raise _unavailable(self.target, what, exc) from None
+        tries = self.backoff.tries()
+        while True:
+            try:
+                resp = await self.http.request(method, path, **kw)
+            except httpx.TransportError as exc:
+                delay = tries.wait(None)
+                if delay is None:
+                    raise _unavailable(self.target, what, exc) from None
+            except httpx.HTTPError as exc:
+                raise _unavailable(self.target, what, exc) from None
+            else:
+                if resp.status_code not in RETRY_STATUSES:
+                    return _check(resp, what)
+                delay = tries.wait(resp)
+                if delay is None:
+                    raise _failed(resp, what)
+            await asyncio.sleep(delay)
 
     async def deployment_id(self) -> str:
         if self._deployment_id is None:
-            import asyncio
-
-            sync = PrefectSync(self.target)
+            sync = PrefectSync(self.target, backoff=self.backoff)
             try:
                 self._deployment_id = await asyncio.to_thread(sync.ensure_deployment)
             finally:
@@ -162,6 +352,8 @@ class PrefectAsync:
         return self._deployment_id
 
     async def create_run(self, job_id: str, process_id: str, namespace: str) -> str:
+        """A flow run of the job (created once: its idempotency key is the job id, so a retried creation
+        gives the same run)."""
         dep = await self.deployment_id()
         body = {"name": job_id, "parameters": {"job_id": job_id},
                 "tags": ["ogcflow", f"process:{process_id}", f"namespace:{namespace}"],
@@ -180,8 +372,8 @@ class PrefectAsync:
         Cancelled), Cancelled at once when it never started."""
         state = "CANCELLING" if started else "CANCELLED"
         await self._call("POST", f"flow_runs/{run_id}/set_state", "cancel a flow run",
-                         json={"state": {"type": state, "name": state.capitalize(),
-                                         "message": "dismissed through the OGC API"}, "force": True})
+                         json={"state": state_body(state, message="dismissed through the OGC API",
+                                                   transition_id=str(uuid.uuid4())), "force": True})
 
     async def state(self, run_id: str) -> tuple[str, str | None] | None:
         """(state type, message) of a flow run; None when Prefect does not know it."""

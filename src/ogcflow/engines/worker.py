@@ -67,7 +67,8 @@ class JobSource(Protocol):
         ...
 
     def execute(self, job: Job) -> None:
-        """Run the job (in its forked process): ``run_job`` and whatever the engine shows of it."""
+        """Run the job (in its forked process): ``run_job`` and whatever the engine shows of it. The job
+        may be given back (its status accepted again) when the engine says it cannot start yet."""
         ...
 
     def cancelled(self, job_ids: Sequence[str], *, fresh: bool) -> list[str]:
@@ -356,8 +357,9 @@ class Worker:
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
                 self.lost(child.job_id, f"the job's process {how}")
-            elif now_status in (StatusCode.accepted, StatusCode.running):
+            elif now_status is StatusCode.running:
                 self._unfinished(child.job_id)
+            # accepted: the job's process gave it back to its source, which starts it again later
 
     def _unfinished(self, job_id: str) -> None:
         """A job process ended normally without recording its job's end: cancelled in the engine, or lost."""

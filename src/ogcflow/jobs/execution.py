@@ -11,6 +11,7 @@ import logging
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +79,19 @@ def execute_process(rt: Runtime, job: Job, ctx: JobContext, process: Process | N
     return Outcome(StatusCode.failed, msg, failure=job_failed(msg))
 
 
-def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> StatusCode:
-    """Execute a job that is marked running and record how it ended (unless it was dismissed meanwhile)."""
-    _notify(rt, job, "inProgressUri")
+#: asked before a job's end is recorded: ``(outcome, log key) -> record it``; False: the engine runs the job
+#: again (a retry), and the job stays running
+BeforeEnd = Callable[[Outcome, str | None], bool]
+
+
+def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
+            before_end: BeforeEnd | None = None, attempt: int = 1) -> StatusCode | None:
+    """Execute a job that is marked running and record how it ended (unless it was dismissed meanwhile).
+
+    ``before_end`` may keep the end from being recorded (the engine retries the job: then None is
+    returned); ``attempt`` > 1 is such a retry (subscribers heard of the job's start already)."""
+    if attempt == 1:
+        _notify(rt, job, "inProgressUri")
 
     def report(percent: int | None, message: str | None) -> None:
         rt.store.jobs.progress(job.id, percent, message)
@@ -95,6 +106,8 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None) -> 
         log_key = None
         if ctx.log_path is not None and ctx.log_path.is_file():
             log_key = storage.put_file(job.id, LOG_NAME, ctx.log_path)
+    if before_end is not None and not before_end(outcome, log_key):
+        return None
     if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message, results=outcome.manifest,
                             error=outcome.failure, log=log_key):
         job = rt.store.jobs.for_engine(job.id) or job

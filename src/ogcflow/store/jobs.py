@@ -119,6 +119,18 @@ class JobStore:
         with self.engine.begin() as conn:
             return self._set(conn, job_id, [StatusCode.accepted.value], **values)
 
+    def requeue(self, job_id: str, message: str) -> bool:
+        """Give a running job back to the queue (its engine starts it again later); False when it is not
+        running any more (dismissed meanwhile)."""
+        with self.engine.begin() as conn:
+            return self._set(conn, job_id, [StatusCode.running.value], status=StatusCode.accepted.value,
+                             started=None, worker=None, heartbeat=None, progress=0, message=message[:2000])
+
+    def note(self, job_id: str, message: str) -> bool:
+        """Say why an accepted job waits (its status message)."""
+        with self.engine.begin() as conn:
+            return self._set(conn, job_id, [StatusCode.accepted.value], message=message[:2000])
+
     def set_worker(self, job_id: str, worker: str) -> None:
         with self.engine.begin() as conn:
             self._set(conn, job_id, None, worker=worker, updated=jobs.c.updated)
