@@ -210,7 +210,7 @@ def behind_proxy(tmp_path: Path) -> Iterator[tuple[Server, Proxy, httpx.Client]]
     proxy = Proxy((prefect_url.host, prefect_url.port or 80))
     env = store_env("prefect")
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{proxy.port}/api"
-    env["OGCFLOW_PREFECT_RETRY_SECONDS"] = "2"  # an outage, not a transient failure: said after 2 s of retries
+    env["OGCFLOW_PREFECT_UNREACHABLE_SECONDS"] = "2"  # an outage, not a transient failure: said after 2 s
     srv = Server(tmp_path / "data", env=env).start()
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as c:

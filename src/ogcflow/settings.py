@@ -182,10 +182,14 @@ class PrefectSettings(SettingsGroup):
         0.5, description="Seconds between polls of the work pool (a submission on the same host wakes the "
                          "worker at once).")
     retry_seconds: float = Field(
-        10.0, ge=0, description="How long a call to Prefect is retried over connection errors and HTTP 429, 502 "
-                                "and 503 (exponential backoff with jitter, Retry-After honoured) before it fails "
-                                "(a 503 for the API user). A worker's polling loop retries for 1 s at most: it "
-                                "polls again anyway.")
+        60.0, ge=0, description="How long a call to Prefect is retried while Prefect answers that it is busy "
+                                "(HTTP 429, 503: a SQLite Prefect server under concurrent writes), with "
+                                "exponential backoff and jitter (Retry-After honoured), before it fails (a 503 "
+                                "for the API user); about what Prefect's own client allows. A worker's polling "
+                                "loop retries for 1 s at most: it polls again anyway.")
+    unreachable_seconds: float = Field(
+        10.0, ge=0, description="How long a call to Prefect is retried while Prefect cannot be reached "
+                                "(connection refused, reset or timed out; a gateway's 502) before it fails.")
 
 
 class CWLSettings(SettingsGroup):

@@ -87,6 +87,10 @@ def prefect_target(settings: PrefectSettings) -> PrefectTarget:
     return PrefectTarget(api_url=url, work_pool=settings.work_pool)
 
 
+def backoff_of(settings: PrefectSettings) -> Backoff:
+    return Backoff(budget=settings.retry_seconds, unreachable=settings.unreachable_seconds)
+
+
 def _at(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "its scheduled time"
 
@@ -100,7 +104,7 @@ class PrefectEngine(StoreEngine):
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self.target = prefect_target(rt.settings.prefect)
-        self.api = PrefectAsync(self.target, backoff=Backoff(budget=rt.settings.prefect.retry_seconds))
+        self.api = PrefectAsync(self.target, backoff=backoff_of(rt.settings.prefect))
         self.ui_url = (rt.settings.prefect.ui_url or self.target.ui_url).rstrip("/")
         self._checked: dict[str, float] = {}  # job id -> when Prefect was last asked about it
 
@@ -154,10 +158,9 @@ class PrefectRuns:
         self.identity = identity
         self.concurrency = concurrency
         self.target = prefect_target(rt.settings.prefect)
-        retry = rt.settings.prefect.retry_seconds
-        self.backoff = Backoff(budget=retry)  # job processes: the job waits for Prefect a little
+        self.backoff = backoff_of(rt.settings.prefect)  # job processes: the job waits for Prefect a little
         # the worker's loop watches dismissals and heartbeats: it never waits long for Prefect (it polls again)
-        self.api = PrefectSync(self.target, backoff=Backoff(budget=min(retry, 1.0)))
+        self.api = PrefectSync(self.target, backoff=self.backoff.at_most(1.0))
         self.backlog: list[dict[str, Any]] = []
         self.backlog_at = 0.0
         self.last_poll = 0.0

@@ -6,8 +6,10 @@ creates, cancels and reads flow runs with these calls; workers poll, claim and d
 Every call is retried over a transient failure, as Prefect's own client does: a connection error (refused,
 reset, timed out) or an answer of HTTP 429, 502 or 503 (a SQLite Prefect server answers 503 "database is
 locked" under a burst) is tried again after an exponential, jittered wait (a ``Retry-After`` header is
-honoured), for at most :attr:`Backoff.budget` seconds in all. Only then is the call a
-:class:`PrefectUnavailable` (a 503 for the API user).
+honoured), for at most :attr:`Backoff.budget` seconds in all while Prefect answers it is busy, and
+:attr:`Backoff.unreachable` seconds while it does not answer. Only then is the call a
+:class:`PrefectUnavailable` (a 503 for the API user). The API also makes fewer calls at once while Prefect
+says it is busy (:class:`_Limiter`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -43,6 +45,8 @@ STATE_TO_STATUS = {
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 #: answers that mean "try again later" (Prefect's client retries the same ones)
 RETRY_STATUSES = frozenset({429, 502, 503})
+#: of which those that Prefect itself gives: it is there, and busy
+BUSY_STATUSES = frozenset({429, 503})
 
 
 class PrefectUnavailable(ServiceUnavailable):
@@ -63,15 +67,22 @@ class PrefectTarget:
 class Backoff:
     """How a call is retried over transient failures: the n-th wait is ``first * 2**n`` seconds (at most
     ``cap``), drawn within ``jitter`` of it (waits of several clients spread out), or what a ``Retry-After``
-    header asks (at least that); no try starts past ``budget`` seconds after the first."""
+    header asks (at least that). No try starts past ``budget`` seconds after the first while Prefect answers
+    that it is busy (429, 503: a SQLite Prefect server's "database is locked" under concurrent writes), nor
+    past ``unreachable`` seconds while it does not answer (connection refused, reset, timed out; a gateway's
+    502)."""
 
-    budget: float = 10.0
+    budget: float = 60.0
+    unreachable: float = 10.0
     first: float = 0.05
-    cap: float = 2.0
+    cap: float = 1.0
     jitter: float = 0.5
 
     def tries(self) -> _Tries:
         return _Tries(self)
+
+    def at_most(self, seconds: float) -> Backoff:
+        return replace(self, budget=min(self.budget, seconds), unreachable=min(self.unreachable, seconds))
 
 
 class _Tries:
@@ -79,19 +90,24 @@ class _Tries:
 
     def __init__(self, backoff: Backoff) -> None:
         self.backoff = backoff
-        self.started = time.monotonic()
+        self.started = self.answered = time.monotonic()
         self.count = 0
 
     def wait(self, resp: httpx.Response | None) -> float | None:
-        """Seconds to wait before the next try; None when the budget is spent."""
+        """Seconds to wait before the next try (``resp``: the retryable answer, None when there was none);
+        None when the budget is spent: ``budget`` seconds since the first try, or ``unreachable`` seconds
+        since Prefect last answered."""
         b = self.backoff
+        now = time.monotonic()
         after = retry_after(resp.headers.get("retry-after")) if resp is not None else None
         if after is not None:
             delay = after * random.uniform(1.0, 1.0 + b.jitter)  # never sooner than asked
         else:
             delay = min(b.cap, b.first * 2 ** self.count) * random.uniform(1.0 - b.jitter, 1.0 + b.jitter)
         self.count += 1
-        if time.monotonic() - self.started + delay > b.budget:
+        if resp is not None and resp.status_code in BUSY_STATUSES:
+            self.answered = now
+        if now - self.started + delay > b.budget or now - self.answered + delay > b.unreachable:
             return None
         return delay
 
@@ -313,19 +329,53 @@ class PrefectSync:
         self._call("POST", "logs/", "send logs", json=body)
 
 
+class _Limiter:
+    """How many calls one API process makes to Prefect at once: as many as ``most`` while Prefect keeps up,
+    halved (down to 1) by every "overloaded" answer (429, 503), one more again after about ``limit``
+    answers that came through. Concurrent writes are what a SQLite Prefect server answers 503 to ("database
+    is locked"): a burst of submissions then reaches it in turn instead of failing in retries."""
+
+    def __init__(self, most: int = 8) -> None:
+        self.most = most
+        self.limit = float(most)
+        self.busy = 0
+        self.cond = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self.cond:
+            await self.cond.wait_for(lambda: self.busy < int(self.limit))
+            self.busy += 1
+
+    async def release(self, overloaded: bool | None) -> None:
+        """``overloaded``: None when the call had no answer (a connection error says nothing of load)."""
+        async with self.cond:
+            self.busy -= 1
+            if overloaded:
+                self.limit = max(1.0, self.limit / 2)
+            elif overloaded is not None:
+                self.limit = min(float(self.most), self.limit + 1 / self.limit)
+            self.cond.notify_all()
+
+
 class PrefectAsync:
     """Non-blocking calls (the API)."""
 
-    def __init__(self, target: PrefectTarget, timeout: float = 10.0, backoff: Backoff | None = None) -> None:
+    def __init__(self, target: PrefectTarget, timeout: float = 10.0, backoff: Backoff | None = None,
+                 concurrency: int = 8) -> None:
         self.target = target
         self.backoff = backoff or Backoff()
         self.http = httpx.AsyncClient(base_url=target.api_url.rstrip("/") + "/", timeout=timeout,
                                       headers={"User-Agent": USER_AGENT})
+        self.limiter = _Limiter(concurrency)
         self._deployment_id: str | None = None
+        self._deployment_lock = asyncio.Lock()  # the first submissions of a burst make it once
 
     async def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
-        tries = self.backoff.tries()
+        tries: _Tries | None = None
         while True:
+            await self.limiter.acquire()
+            tries = tries or self.backoff.tries()  # the budget starts with the first try, not in the queue
+            overloaded: bool | None = None
             try:
                 resp = await self.http.request(method, path, **kw)
             except httpx.TransportError as exc:
@@ -335,21 +385,25 @@ class PrefectAsync:
             except httpx.HTTPError as exc:
                 raise _unavailable(self.target, what, exc) from None
             else:
+                overloaded = resp.status_code in BUSY_STATUSES
                 if resp.status_code not in RETRY_STATUSES:
                     return _check(resp, what)
                 delay = tries.wait(resp)
                 if delay is None:
                     raise _failed(resp, what)
+            finally:
+                await self.limiter.release(overloaded)
             await asyncio.sleep(delay)
 
     async def deployment_id(self) -> str:
-        if self._deployment_id is None:
-            sync = PrefectSync(self.target, backoff=self.backoff)
-            try:
-                self._deployment_id = await asyncio.to_thread(sync.ensure_deployment)
-            finally:
-                sync.close()
-        return self._deployment_id
+        async with self._deployment_lock:
+            if self._deployment_id is None:
+                sync = PrefectSync(self.target, backoff=self.backoff)
+                try:
+                    self._deployment_id = await asyncio.to_thread(sync.ensure_deployment)
+                finally:
+                    sync.close()
+            return self._deployment_id
 
     async def create_run(self, job_id: str, process_id: str, namespace: str) -> str:
         """A flow run of the job (created once: its idempotency key is the job id, so a retried creation
