@@ -25,8 +25,23 @@ pytestmark = pytest.mark.skipif(not os.environ.get("PREFECT_API_URL"),
                                 reason="needs PREFECT_API_URL (scripts/test.sh starts a Prefect server)")
 
 
+class _Patient(httpx.HTTPTransport):
+    """The test's own calls to Prefect retry its "busy" answers too (a SQLite Prefect server gives many)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + 60
+        while True:
+            resp = super().handle_request(request)
+            if resp.status_code not in (429, 503) or time.monotonic() > deadline:
+                return resp
+            resp.read()
+            resp.close()
+            time.sleep(0.1)
+
+
 def prefect() -> httpx.Client:
-    return httpx.Client(base_url=os.environ["PREFECT_API_URL"].rstrip("/") + "/", timeout=10)
+    return httpx.Client(base_url=os.environ["PREFECT_API_URL"].rstrip("/") + "/", timeout=10,
+                        transport=_Patient())
 
 
 def ts(text: str) -> datetime:
