@@ -164,6 +164,7 @@ class PrefectRuns:
         self.backlog: list[dict[str, Any]] = []
         self.backlog_at = 0.0
         self.last_poll = 0.0
+        self.woken = False  # a submission on this host since the last poll
         self.last_cancel_check = 0.0
         self.last_reconcile = 0.0
         self.last_resend = 0.0
@@ -189,6 +190,7 @@ class PrefectRuns:
 
     def _take(self, woken: bool) -> Job | None:
         now = time.monotonic()
+        self.woken = self.woken or woken  # kept until a poll happens (a wake-up within 0.1 s of a poll waits)
         if self.unsent and now - self.last_resend >= 1.0:
             self.last_resend = now
             self._resend()
@@ -202,9 +204,10 @@ class PrefectRuns:
             since = now - self.last_poll
             # a wake-up (a submission on this host) polls at once, but at most every 0.1 s: a burst of
             # submissions is taken in a few polls, not one poll each
-            if since < (0.1 if woken else interval):
+            if since < (0.1 if self.woken else interval):
                 return None
             self.last_poll = self.backlog_at = now
+            self.woken = False
             self.not_before = {run_id: t for run_id, t in self.not_before.items() if t > now}
             runs = self.api.scheduled_runs(limit=min(200, self.concurrency * 2 + len(self.not_before)))
             self.backlog = [run for run in runs if str(run["id"]) not in self.not_before]
