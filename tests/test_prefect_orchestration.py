@@ -70,6 +70,15 @@ def flow_run(run_id: str) -> dict[str, Any]:
         return p.get(f"flow_runs/{run_id}").json()
 
 
+def ended_run(run_id: str, timeout: float = 15) -> dict[str, Any]:
+    """The flow run once it is final (a job's success is recorded before its run is told)."""
+    deadline = time.monotonic() + timeout
+    while (run := flow_run(run_id))["state"]["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        assert time.monotonic() < deadline, run["state"]
+        time.sleep(0.05)
+    return run
+
+
 def never_two_at_once(intervals: list[tuple[datetime, datetime]]) -> bool:
     spans = sorted(intervals)
     return all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
@@ -162,7 +171,7 @@ def test_a_concurrency_limit_of_1_runs_3_jobs_one_at_a_time(pc: httpx.Client, po
     assert [f["status"] for f in finals] == ["successful"] * 3, finals
     assert watch.running_together == 1
     assert never_two_at_once([(ts(f["started"]), ts(f["finished"])) for f in finals])
-    runs = [flow_run(run_id_of(i)) for i in infos]
+    runs = [ended_run(run_id_of(i)) for i in infos]
     assert [r["state"]["type"] for r in runs] == ["COMPLETED"] * 3
     assert never_two_at_once([(ts(r["start_time"]), ts(r["end_time"])) for r in runs])
     for info in infos:  # one claim, one start, one end: no failed start, no run left Pending
@@ -244,7 +253,7 @@ def test_a_run_with_retries_is_retried_and_completes(pc: httpx.Client, pool: Poo
     final = wait_for(pc, f"/jobs/{info['jobID']}", timeout=60)
     assert final["status"] == "successful", final
     assert pc.get(f"/jobs/{info['jobID']}/results").json()["greeting"]["value"] == "Hello retried!"
-    run = flow_run(run_id)
+    run = ended_run(run_id)
     assert run["state"]["type"] == "COMPLETED" and run["run_count"] == 2, run
     types = [(st["type"], st["name"]) for st in history(run_id)]
     assert types == [("SCHEDULED", "Scheduled"), ("PENDING", "Pending"), ("RUNNING", "Running"),
@@ -256,7 +265,7 @@ def test_a_run_out_of_retries_fails_and_is_not_left_awaiting_retry(pc: httpx.Cli
     info = _with_retries(pc, pool, {"name": {"href": flaky_input.url + "/missing.txt"}}, retries=1, delay=0)
     final = wait_for(pc, f"/jobs/{info['jobID']}", timeout=60)
     assert final["status"] == "failed" and "404" in final["message"], final
-    run = flow_run(run_id_of(info))
+    run = ended_run(run_id_of(info))
     assert run["state"]["type"] == "FAILED" and run["run_count"] == 2, run
 
 
@@ -352,10 +361,7 @@ def test_transient_errors_of_prefect_are_retried_before_anything_is_reported(
     proxy.fail("/logs/", 503)
     info = submit(c, "hello-world", {"name": "flaky"})
     assert wait_for(c, f"/jobs/{info['jobID']}")["status"] == "successful"
-    deadline = time.monotonic() + 15
-    while flow_run(run_id_of(info))["state"]["type"] != "COMPLETED":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    assert ended_run(run_id_of(info))["state"]["type"] == "COMPLETED"
     assert not proxy.faults, proxy.faults  # every failure was met, and got over
     assert len(proxy.answered) == 10
 
