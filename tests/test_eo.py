@@ -168,20 +168,40 @@ def test_stage_out_rewrites_hrefs_into_results_storage(scenes: Scenes, tmp_path:
     out.mkdir()
     steps.stac([scenes.item_url("B"), scenes.item_url("A")], masks, out, cfg)
     storage = LocalStorage(tmp_path / "results")
-    fc = stage_out_catalog(out, "job-1", storage)
+    fc = stage_out_catalog(out, "job-1", storage, "http://api.example/acme/ogc-api")
     assert fc["type"] == "FeatureCollection" and fc["id"] == "job-1"
     assert [f["id"] for f in fc["features"]] == [scenes.item_id("B"), scenes.item_id("A")]  # input order
     keys = storage.list_job("job-1")
     item_b = scenes.item_id("B")
     assert {"job-1/catalog.json", "job-1/job-1/collection.json", f"job-1/job-1/{item_b}/{item_b}.json",
-            f"job-1/job-1/{item_b}/otsu.tif"} <= set(keys)
+            f"job-1/job-1/{item_b}/otsu.tif", f"job-1/job-1/{item_b}/quicklook.png"} <= set(keys)
     feature = fc["features"][0]
     assert feature["collection"] == "job-1"
-    assert feature["assets"]["data"]["href"] == storage.url(f"job-1/job-1/{item_b}/otsu.tif")
-    assert "storage:platform" not in feature["assets"]["data"]  # local files are not object storage
+    data = feature["assets"]["data"]
+    assert data["href"] == storage.url(f"job-1/job-1/{item_b}/otsu.tif")
+    assert data["alternate"] == {"http": {"href": f"http://api.example/acme/ogc-api/jobs/job-1/files/job-1/{item_b}/"
+                                                  "otsu.tif", "alternate:name": "through the API"}}
+    assert "storage:refs" not in data and "storage:schemes" not in feature["properties"]  # no object storage
+    thumbnail = feature["assets"]["thumbnail"]
+    assert thumbnail["roles"] == ["thumbnail"] and thumbnail["type"] == "image/png"
+    assert storage.read(f"job-1/job-1/{item_b}/quicklook.png").startswith(b"\x89PNG")
+    derived = [link["href"] for link in feature["links"] if link["rel"] == "derived_from"]
+    assert derived == [scenes.item_url("B")]
+    # the stored catalog is self-contained: relative links and asset hrefs, the storage URL as an alternate
+    stored = json.loads(storage.read(f"job-1/job-1/{item_b}/{item_b}.json"))
+    links = {link["rel"]: link["href"] for link in stored["links"]}
+    assert links == {"root": "../../catalog.json", "parent": "../collection.json", "collection": "../collection.json",
+                     "derived_from": scenes.item_url("B")}
+    assert stored["assets"]["data"]["href"] == "./otsu.tif"
+    assert stored["assets"]["data"]["alternate"]["file"]["href"] == data["href"]
     collection = json.loads(storage.read("job-1/job-1/collection.json"))
     assert collection["id"] == "job-1" and collection["extent"]["temporal"]["interval"][0] == [
         "2023-10-07T18:45:12Z", "2023-10-15T18:45:20Z"]
+    assert sorted(link["href"] for link in collection["links"] if link["rel"] == "item") == sorted(
+        f"./{f['id']}/{f['id']}.json" for f in fc["features"])
+    catalog = json.loads(storage.read("job-1/catalog.json"))
+    assert [link["href"] for link in catalog["links"] if link["rel"] == "child"] == ["./job-1/collection.json"]
+    assert not any(link["rel"] == "self" for node in (catalog, collection, stored) for link in node["links"])
 
 
 def test_planetary_computer_assets_are_signed(scenes: Scenes, tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ class StoreSettings(SettingsGroup):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the job store (default: SQLite in the data directory).")
     results_url: str | None = Field(None, description="Where results are kept (default: <data_dir>/results).")
-    storage_platform: str = Field("ogcflow", description="storage:platform of assets written to S3 results.")
+    storage_platform: str = Field(
+        "ogcflow", description="Key of the S3 results bucket in the storage:schemes of STAC items (storage v2.0.0).")
     results_namespace_prefix: bool = Field(
         False, description="Keep each namespace's results under a prefix of its own (s3://results/<namespace>/<job>/"
                            "...; <data_dir>/results/<namespace>/<job>/...) instead of s3://results/<job>/....")

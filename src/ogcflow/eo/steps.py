@@ -4,7 +4,8 @@
 - crop: the item's band (found by eo:bands common name) cut to the AOI's box, on the source grid;
 - norm_diff: (first - second) / (first + second) on raw DNs, float32;
 - otsu: Otsu's threshold over the finite values, mask = value > threshold, uint8 (1 water, 0 else, nodata 0);
-- stac: a self-contained STAC catalog, one item per input item with the mask as its ``data`` asset.
+- stac: a self-contained STAC catalog, one item per input item with the mask as its ``data`` asset and a
+  ``derived_from`` link to the input item.
 
 Every raster is a COG, LZW, 512 x 512 tiles.
 """
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ogcflow.eo.errors import StepError
 
@@ -123,6 +125,14 @@ def otsu(raster: Path, out_dir: Path) -> Path:
     return out
 
 
+def _source(ref: str, item: Any) -> str:
+    """Where the input item is, as an absolute URL: the URL the user gave, else its file (a staged item)."""
+    if urlsplit(ref).scheme in ("http", "https"):
+        return ref
+    href = item.get_self_href() or ref
+    return href if "://" in href else Path(href).resolve().as_uri()
+
+
 def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, settings: StepConfig) -> Path:
     """Write a self-contained STAC catalog (``catalog.json``, ``<item>/<item>.json``, ``<item>/otsu.tif``)
     pairing the i-th item with the i-th mask."""
@@ -148,6 +158,8 @@ def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, setti
             result = create_stac_item(str(target), input_datetime=item.datetime, id=item.id, asset_name="data",
                                       asset_href=target.name, asset_roles=["data", "visual"], with_proj=True,
                                       with_raster=True)
+        result.add_link(pystac.Link("derived_from", _source(ref, item), media_type="application/geo+json",
+                                    title=f"input item {item.id}"))
         catalog.add_item(result)
     catalog.normalize_and_save(root_href=str(out_dir), catalog_type=pystac.CatalogType.SELF_CONTAINED)
     return out_dir / "catalog.json"

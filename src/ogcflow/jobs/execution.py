@@ -99,7 +99,7 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
     storage = rt.storage_for(job.namespace)
     with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
         ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
-                         storage=storage)
+                         storage=storage, base_url=job.request.base_url)
         outcome = execute_process(rt, job, ctx)
         if outcome.status is StatusCode.failed:
             storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)

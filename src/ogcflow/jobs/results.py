@@ -82,6 +82,11 @@ def output_href(base_url: str, job_id: str, output_id: str) -> str:
     return f"{base_url}/jobs/{job_id}/results/{output_id}"
 
 
+def file_href(base_url: str, job_id: str, name: str) -> str:
+    """Where the API serves a file the job wrote to results storage (``name``: its key without the job id)."""
+    return f"{base_url}/jobs/{job_id}/files/{name}"
+
+
 def _is_bbox(value: JSONObject) -> bool:
     return set(value) <= {"bbox", "crs"} and isinstance(value.get("bbox"), list)
 

@@ -39,6 +39,8 @@ class JobContext:
     log_path: Path | None = None
     #: the results storage, for processes that write files of their own there (e.g. a STAC catalog's assets)
     storage: ResultStorage | None = None
+    #: where clients reach the job's API (``<base_url>/jobs/<job_id>``), when the job came from a request
+    base_url: str = ""
 
     @property
     def cancelled(self) -> threading.Event:

@@ -156,11 +156,12 @@ class S3Storage:
                 pass
             self.fs.invalidate_cache(top)
 
-    def asset_fields(self) -> dict[str, Any]:
-        """The STAC storage extension's fields for assets kept here."""
-        fields: dict[str, Any] = {"storage:platform": self.platform, "storage:region": region(),
-                                  "storage:requester_pays": False, "storage:tier": "Standard"}
+    def storage_schemes(self) -> dict[str, dict[str, Any]]:
+        """The STAC storage extension v2.0.0's scheme of this bucket, keyed by ``OGCFLOW_STORAGE_PLATFORM``: a
+        ``custom-s3`` scheme whose platform is the endpoint (MinIO, SeaweedFS, Ceph...), or ``aws-s3``."""
         endpoint = endpoint_url()
-        if endpoint:
-            fields["storage:endpoint"] = endpoint
-        return fields
+        scheme: dict[str, Any] = (
+            {"type": "custom-s3", "platform": endpoint.rstrip("/")} if endpoint else
+            {"type": "aws-s3", "platform": "https://{bucket}.s3.{region}.amazonaws.com"})
+        scheme.update(bucket=self.bucket, region=region(), requester_pays=False)
+        return {self.platform: scheme}

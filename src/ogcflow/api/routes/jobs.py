@@ -19,6 +19,7 @@ from ogcflow.api.negotiation import respond, wants_html
 from ogcflow.api.results import results_response
 from ogcflow.domain import Job, JobFilter
 from ogcflow.errors import InvalidParameter
+from ogcflow.jobs.results import file_href
 from ogcflow.jobs.status import status_info
 from ogcflow.models import ResponseMode, StatusCode
 from ogcflow.services.jobs import JobFile, job_failure
@@ -117,8 +118,7 @@ async def list_jobs(
 
 
 def _file_rows(ctx: Ctx, job: Job, files: list[JobFile]) -> list[dict[str, str]]:
-    base = f"{ctx.base_url}/jobs/{job.id}/files/"
-    return [{"name": f.name, "href": base + f.name, "url": f.url} for f in files]
+    return [{"name": f.name, "href": file_href(ctx.base_url, job.id, f.name), "url": f.url} for f in files]
 
 
 def _status(request: Request, ctx: Ctx, job: Job, files: list[dict[str, str]] | None = None) -> Response:
