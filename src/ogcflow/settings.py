@@ -110,6 +110,11 @@ class ServerSettings(SettingsGroup):
     job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
     admin_token: str | None = Field(
         None, description="A bearer token with the admin role (every namespace, deploying); unset: none.")
+    cors_origins: list[str] = Field(
+        ["*"], description="Origins whose browser pages may call the API (CORS): [\"*\"] any, [] none (a JSON list).")
+    cors_methods: list[str] = Field(
+        ["GET", "HEAD"], description="Methods those pages may use (add POST, PUT, DELETE for web clients that "
+                                     "execute or deploy); OPTIONS is always answered.")
 
 
 class StoreSettings(SettingsGroup):

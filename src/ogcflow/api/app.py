@@ -13,8 +13,10 @@ from fastapi.staticfiles import StaticFiles
 
 from ogcflow import __version__
 from ogcflow.api import errors
+from ogcflow.api.cors import CORSMiddleware
 from ogcflow.api.deps import Services
 from ogcflow.api.fastpath import NAMESPACE_PREFIX, ExecutionFastPath
+from ogcflow.api.methods import MethodsMiddleware
 from ogcflow.api.negotiation import JSONResp
 from ogcflow.api.routes import deploy, jobs, landing, processes
 from ogcflow.jobs.recorder import JobRecorder
@@ -47,6 +49,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
                                   processes=server.processes(), auth=server.authenticator(), public_url=public)
     errors.install(app)
     app.add_middleware(ExecutionFastPath)  # first added: innermost, inside every middleware added later
+    app.add_middleware(MethodsMiddleware)  # HEAD, OPTIONS, Allow
+    app.add_middleware(CORSMiddleware, origins=settings.server.cors_origins, methods=settings.server.cors_methods)
     routers = [module.router for module in (landing, deploy, processes, jobs)]
     for prefix in ("", NAMESPACE_PREFIX):  # the default namespace at the root; every namespace under its own
         for router in routers:

@@ -238,6 +238,10 @@ class JobService:
             raise NotFound(f"Job '{job_id}' has no file '{name}'")
         return key, storage.local_path(key)
 
+    async def size(self, caller: Caller, key: str) -> int:
+        """The size of a file that :meth:`file` found."""
+        return await asyncio.to_thread(self.rt.storage_for(caller.namespace).size, key)
+
     def stream(self, caller: Caller, key: str) -> Iterator[bytes]:
         return self.rt.storage_for(caller.namespace).iter_bytes(key)
 

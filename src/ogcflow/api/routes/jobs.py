@@ -15,6 +15,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ogcflow import models
 from ogcflow.api.deps import Ctx, get_ctx
+from ogcflow.api.methods import is_head
 from ogcflow.api.negotiation import respond, wants_html
 from ogcflow.api.results import results_response
 from ogcflow.domain import Job, JobFilter
@@ -151,12 +152,15 @@ async def list_files(request: Request, jobId: Annotated[str, Path()],
 
 @router.get("/jobs/{jobId}/files/{name:path}", summary="One file a job wrote to results storage",
             operation_id="getJobFile")
-async def get_file(jobId: Annotated[str, Path()], name: Annotated[str, Path()],
+async def get_file(request: Request, jobId: Annotated[str, Path()], name: Annotated[str, Path()],
                    ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     key, path = await ctx.jobs.file(ctx.caller, jobId, name)
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if name.endswith(".json"):
         media = "application/json"
+    if is_head(request.scope):  # the headers of the file, without reading it
+        size = await ctx.jobs.size(ctx.caller, key)
+        return Response(media_type=media, headers={"content-length": str(size)})
     if path is not None:
         return FileResponse(path, media_type=media)
     return StreamingResponse(iterate_in_threadpool(ctx.jobs.stream(ctx.caller, key)), media_type=media)
