@@ -207,19 +207,20 @@ def stage_out_catalog(directory: Path, job_id: str, storage: ResultStorage, base
     for item in items:
         stored = item.to_dict(include_self_link=False, transform_hrefs=True)
         stored["assets"] = asset_dicts(item, absolute=False)
-        _put_json(storage, job_id, item.get_self_href(), job_url, stored, GEOJSON)
+        _put_json(storage, job_id, item, job_url, stored, GEOJSON)
         feature = item.to_dict(include_self_link=True, transform_hrefs=False)
         feature["assets"] = asset_dicts(item, absolute=True)
         features.append(feature)
     for node in (collection, catalog):
-        _put_json(storage, job_id, node.get_self_href(), job_url,
-                  node.to_dict(include_self_link=False, transform_hrefs=True), "application/json")
+        _put_json(storage, job_id, node, job_url, node.to_dict(include_self_link=False, transform_hrefs=True),
+                  "application/json")
     return {"type": "FeatureCollection", "id": job_id, "features": features}
 
 
-def _put_json(storage: ResultStorage, job_id: str, href: str, job_url: str, data: dict[str, Any],
+def _put_json(storage: ResultStorage, job_id: str, node: Any, job_url: str, data: dict[str, Any],
               media: str) -> None:
-    name = href[len(job_url) + 1:]
+    """Store the JSON of a catalog, collection or item where its (normalized) href says, under the job."""
+    name = str(node.get_self_href())[len(job_url) + 1:]
     storage.put_bytes(job_id, name, json.dumps(data, indent=1).encode(), media)
 
 
