@@ -14,11 +14,13 @@ from ogcflow.eo import steps
 from ogcflow.eo.config import StepConfig
 from ogcflow.eo.errors import StepError
 from ogcflow.eo.scenes import generate
-from ogcflow.eo.stageout import stage_out_catalog
+from ogcflow.eo.stageout import ALTERNATE_EXT, stage_out_catalog
 from ogcflow.storage import LocalStorage
 from tests.eo_support import PlanetaryComputer, Scenes, iou
+from tests.stac_support import validate
 
 AOI = "-121.43,40.27,-121.33,40.34"
+PROJECTION_EXT = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 
 
 @pytest.fixture
@@ -202,6 +204,11 @@ def test_stage_out_rewrites_hrefs_into_results_storage(scenes: Scenes, tmp_path:
     catalog = json.loads(storage.read("job-1/catalog.json"))
     assert [link["href"] for link in catalog["links"] if link["rel"] == "child"] == ["./job-1/collection.json"]
     assert not any(link["rel"] == "self" for node in (catalog, collection, stored) for link in node["links"])
+    # every document validates against the STAC core and extension schemas (vendored: offline)
+    used = validate(stored)
+    assert {ALTERNATE_EXT, PROJECTION_EXT} <= set(used)
+    for doc in (catalog, collection, *fc["features"]):
+        validate(doc)
 
 
 def test_planetary_computer_assets_are_signed(scenes: Scenes, tmp_path: Path) -> None:
