@@ -92,9 +92,17 @@ def test_the_notebook_flow(client: httpx.Client, wb: tuple[Server, str], scenes:
         asset = feature["assets"]["data"]
         assert asset["href"] == f"s3://{bucket}/{job}/{job}/{item}/otsu.tif"
         assert asset["roles"] == ["data", "visual"]
-        assert asset["storage:platform"] and asset["storage:requester_pays"] is False
-        assert asset["storage:region"] == os.environ["AWS_DEFAULT_REGION"]
-        assert asset["storage:endpoint"] == os.environ["AWS_ENDPOINT_URL"]
+        # the storage extension v2.0.0: the bucket's scheme in the item, the asset refers to it
+        assert "https://stac-extensions.github.io/storage/v2.0.0/schema.json" in feature["stac_extensions"]
+        assert asset["storage:refs"] == ["ogcflow"]
+        scheme = feature["properties"]["storage:schemes"]["ogcflow"]
+        assert scheme == {"type": "custom-s3", "platform": os.environ["AWS_ENDPOINT_URL"].rstrip("/"),
+                          "bucket": bucket, "region": os.environ["AWS_DEFAULT_REGION"], "requester_pays": False}
+        # the mask and its quicklook through the API too
+        api = asset["alternate"]["http"]["href"]
+        assert api == f"{srv.url}/jobs/{job}/files/{job}/{item}/otsu.tif"
+        assert feature["assets"]["thumbnail"]["href"] == f"s3://{bucket}/{job}/{job}/{item}/quicklook.png"
+        assert client.get(feature["assets"]["thumbnail"]["alternate"]["http"]["href"]).content.startswith(b"\x89PNG")
         stats = asset["raster:bands"][0]["statistics"]
         assert stats["minimum"] == stats["maximum"] == 1 and 5 < stats["valid_percent"] < 40
         assert feature["properties"]["proj:epsg"] == 32610
