@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -244,3 +245,43 @@ def test_short_lived_tokens_are_not_reused(scenes: Scenes, tmp_path: Path) -> No
         assert len(pc.token_requests) == 2  # within a minute of expiry: a fresh token each time
     finally:
         pc.stop()
+
+
+def test_quicklooks_of_masks_and_of_other_rasters(tmp_path: Path) -> None:
+    """A 0/1 mask is water in blue on transparent; another raster is grey, stretched, no-data transparent;
+    read at most 256 pixels wide from the COG's overviews; a file GDAL cannot read has none."""
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
+
+    from ogcflow.eo.quicklook import render
+
+    def png_of(data: np.ndarray, nodata: float) -> np.ndarray:
+        path = tmp_path / f"r{data.dtype}.tif"
+        with rasterio.open(path, "w", driver="COG", width=data.shape[1], height=data.shape[0], count=1,
+                           dtype=str(data.dtype), nodata=nodata, crs="EPSG:32610",
+                           transform=from_origin(600000, 4500000, 30, 30), blocksize=512) as dst:
+            dst.write(data, 1)
+        with rasterio.open(path) as src:
+            assert src.overviews(1)  # a COG this large has overviews: the quicklook is read from them
+        png = render(path)
+        assert png is not None and png.startswith(b"\x89PNG")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with MemoryFile(png) as mem, mem.open() as img:
+                assert (img.width, img.height) == (256, 128) and img.count == 4
+                return img.read()
+
+    mask = np.zeros((1024, 2048), "uint8")
+    mask[:, :1024] = 1
+    rgba = png_of(mask, 0)
+    assert (rgba[:, :, :120] == np.array([0, 102, 255, 255])[:, None, None]).all()  # water: blue, opaque
+    assert (rgba[3, :, 136:] == 0).all()  # land: transparent
+    ramp = np.tile(np.linspace(0, 1, 2048, dtype="float32"), (1024, 1))
+    ramp[:512] = -9999  # no-data
+    rgba = png_of(ramp, -9999)
+    assert (rgba[3, :60] == 0).all() and (rgba[3, 68:] == 255).all()
+    assert (rgba[0] == rgba[1]).all() and (rgba[1] == rgba[2]).all()  # grey
+    assert rgba[0, 100, 2] == 0 and rgba[0, 100, -3] == 255 and 100 < rgba[0, 100, 128] < 155  # stretched
+    (tmp_path / "notes.tif").write_text("not a raster")
+    assert render(tmp_path / "notes.tif") is None

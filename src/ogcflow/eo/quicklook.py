@@ -34,11 +34,12 @@ def _stretch(band: Any, valid: Any) -> Any:
 
 
 def render(raster: Path, size: int = SIZE) -> bytes | None:
-    """The quicklook of ``raster`` as PNG bytes, or None when it is not a raster GDAL reads."""
+    """The quicklook of ``raster`` as PNG bytes, or None when it is not a raster GDAL reads (an item without a
+    quicklook, not a failed job)."""
     import numpy as np
     import rasterio
     from rasterio.enums import Resampling
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
     from rasterio.io import MemoryFile
 
     try:
@@ -50,7 +51,7 @@ def render(raster: Path, size: int = SIZE) -> bytes | None:
             data = src.read(bands, out_shape=(len(bands), height, width), resampling=Resampling.nearest,
                             masked=True)
             integer = np.issubdtype(src.dtypes[0], np.integer)
-    except RasterioIOError:
+    except (RasterioError, ValueError, TypeError):  # not a raster GDAL reads, or a band type it cannot decimate
         return None
     valid = ~np.ma.getmaskarray(data).any(axis=0)
     values = np.ma.getdata(data)
