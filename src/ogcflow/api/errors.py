@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ogcflow.api.methods import allowed_methods
 from ogcflow.api.negotiation import JSONResp, render_html, wants_html
 from ogcflow.auth.authenticator import NAMESPACE
 from ogcflow.errors import ExceptionType, InvalidParameter, OGCError
@@ -55,9 +56,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = OGCError(f"{request.url.path} is not a resource of this API", status=404,
                        type=ExceptionType.NOT_FOUND, title="Not found")
     elif exc.status_code == 405:
+        allow = allowed_methods(request.scope)  # every route of the path, not only the one the router tried
         err = OGCError(f"{request.method} is not allowed on {request.url.path}", status=405,
                        type=ExceptionType.METHOD_NOT_ALLOWED, title="Method not allowed",
-                       headers=dict(exc.headers or {}))
+                       headers={**(exc.headers or {}), **({"Allow": ", ".join(allow)} if allow else {})})
     else:
         err = OGCError(str(exc.detail), status=exc.status_code, title="HTTP error")
     return error_response(request, err)

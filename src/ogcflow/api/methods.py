@@ -4,7 +4,8 @@
   the endpoint sees a ``GET`` (:func:`is_head` tells it when it may skip reading a large body).
 - ``OPTIONS`` on a path that the application routes is ``204`` with ``Allow``: the methods of every route of
   that path (``HEAD`` with ``GET``, and ``OPTIONS``); an unknown path stays a 404.
-- A ``405`` carries the same ``Allow`` (the router's names only the methods of the first route it found).
+- A ``405`` carries the same ``Allow`` (:func:`allowed_methods`, in the error handler: the router's names only
+  the methods of the first route it found).
 CORS preflight requests are answered before they get here (:mod:`ogcflow.api.cors`).
 """
 
@@ -52,39 +53,26 @@ class MethodsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        if method == "OPTIONS":
-            allow = allowed_methods(scope)
-            if allow:
-                await send({"type": "http.response.start", "status": 204,
-                            "headers": [(b"allow", ", ".join(allow).encode())]})
-                await send({"type": "http.response.body", "body": b""})
+        if scope["type"] == "http":
+            method = scope["method"]
+            if method == "OPTIONS":
+                allow = allowed_methods(scope)
+                if allow:
+                    await send({"type": "http.response.start", "status": 204,
+                                "headers": [(b"allow", ", ".join(allow).encode())]})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+            elif method == "HEAD":
+                await self.app({**scope, "method": "GET", HEAD: True}, receive, _headers_only(send))
                 return
-        elif method == "HEAD":
-            await self.app({**scope, "method": "GET", HEAD: True}, receive, self._headers_only(scope, send))
-            return
-        await self.app(scope, receive, self._allow_on_405(scope, send))
+        await self.app(scope, receive, send)
 
-    def _allow_on_405(self, scope: Scope, send: Send) -> Send:
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 405:
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
-                headers.append((b"allow", ", ".join(allowed_methods(scope)).encode()))
-                message = {**message, "headers": headers}
+
+def _headers_only(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] != "http.response.body":
             await send(message)
+        elif not message.get("more_body", False):
+            await send({"type": "http.response.body", "body": b""})
 
-        return wrapped
-
-    def _headers_only(self, scope: Scope, send: Send) -> Send:
-        allow_fix = self._allow_on_405(scope, send)
-
-        async def wrapped(message: Message) -> None:
-            if message["type"] != "http.response.body":
-                await allow_fix(message)
-            elif not message.get("more_body", False):
-                await send({"type": "http.response.body", "body": b""})
-
-        return wrapped
+    return wrapped
