@@ -3,6 +3,10 @@
 (function () {
   "use strict";
   var O = window.ogcflow = {};
+  // errors of these pages, kept for the browser tests (and for a look in the console)
+  O.errors = [];
+  window.addEventListener("error", function (e) { O.errors.push(String(e.message)); });
+  window.addEventListener("unhandledrejection", function (e) { O.errors.push(String(e.reason && e.reason.stack || e.reason)); });
   var KEY = "ogcflow-api-key";
 
   // -- credentials: an API key (or a bearer token) kept in sessionStorage, sent as the server accepts them ----
@@ -220,7 +224,7 @@
       if (!map) { return; }
       if (rect) { map.removeLayer(rect); rect = null; }
       if (v) {
-        rect = L.rectangle([[v[1], v[0]], [v[3], v[2]]], { color: "#d9480f", weight: 2, fillOpacity: 0.1 }).addTo(map);
+        rect = L.rectangle([[v[1], v[0]], [v[3], v[2]]], { color: "#d9480f", weight: 2, fillOpacity: 0.1, className: "bbox" }).addTo(map);
         map.fitBounds(rect.getBounds(), { maxZoom: 12, padding: [20, 20] });
       }
     }
@@ -325,7 +329,7 @@
       table.appendChild(el("div", { "class": "field", id: "input-" + key }, [label, el("div", {}, [w.node, help])]));
     });
     var submit = el("button", { type: "submit", id: "execute-submit", text: "Execute" });
-    var form = el("form", { id: "execute", novalidate: true, onsubmit: function (ev) {
+    var form = el("form", { id: "execute", novalidate: true, oninput: update, onchange: update, onsubmit: function (ev) {
       ev.preventDefault();
       errorBox.hidden = true; resultBox.hidden = true;
       submit.disabled = true;
@@ -366,6 +370,7 @@
   /** A Leaflet map with no base layer (offline): a plain background and a graticule. */
   O.baseMap = function (div) {
     var map = L.map(div, { attributionControl: false, worldCopyJump: false, minZoom: 1 });
+    map.setView([20, 0], 1);  // a view before any layer: paths need one to be drawn
     var grid = L.layerGroup().addTo(map);
     function drawGrid() {
       grid.clearLayers();
@@ -507,11 +512,12 @@
       progressText.textContent = p + "%";
       ["started", "finished", "updated"].forEach(function (k) {
         var dd = document.getElementById("time-" + k);
-        if (dd && info[k]) { dd.textContent = info[k]; dd.parentNode.hidden = false; dd.previousElementSibling.hidden = false; }
+        var dt = document.getElementById("label-" + k);
+        if (dd && dt && info[k]) { dd.textContent = info[k]; dd.hidden = false; dt.hidden = false; }
       });
       note(info);
-      dismissButton.hidden = ACTIVE.indexOf(info.status) < 0 && info.status !== "successful" && info.status !== "failed";
-      if (info.status === "dismissed") { dismissButton.hidden = true; }
+      dismissButton.hidden = info.status === "dismissed";
+      dismissButton.textContent = ACTIVE.indexOf(info.status) >= 0 ? "Stop (dismiss)" : "Dismiss (delete results)";
     }
     function finish(info) {
       document.body.setAttribute("data-job-ended", info.status);
