@@ -578,7 +578,13 @@
     });
   };
 
-  function renderValue(v) {
+  function renderValue(v, key, opts) {
+    var binary = v && typeof v === "object" && v.value !== undefined && v.mediaType &&
+      !/^(text\/|application\/(geo\+)?json)/.test(v.mediaType);
+    if (binary && opts.jobUrl) {
+      return el("span", {}, [el("a", { href: opts.jobUrl + "/results/" + encodeURIComponent(key), "class": "download",
+                                       text: "download" }), " ", el("small", { text: v.mediaType })]);
+    }
     if (v && typeof v === "object" && v.href) {
       return el("span", {}, [el("a", { href: v.href, text: v.href }), " ", el("small", { text: v.type || "" })]);
     }
@@ -608,7 +614,7 @@
       return r.ok ? r.json() : { files: [] };
     }).then(function (d) { return O.fileMap(d.files || []); });
     Promise.all([got, files]).then(function (both) {
-      O.renderResults(box, both[0], Object.assign({}, opts, { files: both[1] }));
+      O.renderResults(box, both[0], Object.assign({}, opts, { files: both[1], jobUrl: jobUrl }));
     });
   };
 
@@ -631,7 +637,7 @@
         Object.keys(assets).forEach(function (k) { assets[k].__browser = browserHref(assets[k], item, files) || assets[k].href; });
       });
       Object.keys(doc).forEach(function (k) {
-        tbody.appendChild(el("tr", {}, [el("td", {}, [el("code", { text: k })]), el("td", {}, [renderValue(doc[k])])]));
+        tbody.appendChild(el("tr", {}, [el("td", {}, [el("code", { text: k })]), el("td", {}, [renderValue(doc[k], k, opts)])]));
       });
       if (items.length && window.L && mapDiv) { O.itemsMap(mapDiv, items, opts.aoi, files); }
       box.setAttribute("data-items", String(items.length));
