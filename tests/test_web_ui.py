@@ -47,7 +47,12 @@ $graph:
       out: [out]
 - class: CommandLineTool
   id: repeat
-  baseCommand: [sh, -c, 'for i in $(seq "$1"); do printf "%s\\n" "$0"; done | if [ "$2" = upper ]; then tr a-z A-Z; else cat; fi > out.txt']
+  baseCommand:
+    - sh
+    - -c
+    - >-
+      for i in $(seq "$1"); do printf "%s\\n" "$0"; done
+      | if [ "$2" = upper ]; then tr a-z A-Z; else cat; fi > out.txt
   inputs:
     word: {type: string, inputBinding: {position: 1}}
     times: {type: int, inputBinding: {position: 2}}
@@ -282,7 +287,8 @@ def test_swagger_try_it_out_runs_the_examples(ui: Server, api: httpx.Client, bro
     status = until(lambda: one(b, "#operations-Processes-execute-hello-world .live-responses-table tbody "
                                   ".response-col_status").text, 20, "the response")
     assert status.strip() == "200"
-    body = one(b, "#operations-Processes-execute-hello-world .live-responses-table tbody .response-col_description").text
+    body = one(b, "#operations-Processes-execute-hello-world .live-responses-table tbody "
+                  ".response-col_description").text
     assert "Hello World! Welcome to ogcflow." in body
     shot(b, "swagger-try-it-out")
 

@@ -57,7 +57,8 @@ def _made_up(schema: dict[str, Any], depth: int) -> Any:
         required = schema.get("required") or []
         return {name: _made_up(props.get(name) or {}, depth + 1) for name in required}
     if kind == "array":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        found_items = schema.get("items")
+        items: dict[str, Any] = found_items if isinstance(found_items, dict) else {}
         count = max(1, int(schema.get("minItems", 1)))
         return [_made_up(items, depth + 1) for _ in range(min(count, 16))]
     if kind in ("number", "integer"):
