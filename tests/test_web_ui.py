@@ -201,10 +201,15 @@ def test_water_bodies_form_job_and_map(ui: Server, api: httpx.Client, browser: A
     one(b, "#execute-submit").click()
     until(lambda: "/jobs/" in b.current_url, 30, "the job page")
     job_url = b.current_url.split("?")[0]
-    seen: list[int] = []  # progress as the API says while the page follows the job
-    while api.get(job_url).json()["status"] in ("accepted", "running"):
+    seen: list[int] = []  # progress as the page shows it while it follows the job
+    live_log = ""  # the log as the API serves it while the job runs
+    while (info := api.get(job_url).json())["status"] in ("accepted", "running"):
         seen.append(int(b.execute_script("return Number(document.getElementById('progress').value)")))
+        if not live_log and any(link["href"].endswith("/logs") for link in info["links"]):
+            resp = api.get(job_url + "/logs")
+            live_log = resp.text if resp.status_code == 200 and info["status"] == "running" else ""
         time.sleep(0.2)
+    assert "completed success" in live_log, "the log is readable while the job runs"
     assert until(lambda: one(b, "body").get_attribute("data-job-ended"), 20, "the end") == "successful"
     steps = one(b, "#steps").text
     assert re.search(r"\b\d of 9 steps done", steps), steps  # 2 items x (crop x 2, norm_diff, otsu) + stac

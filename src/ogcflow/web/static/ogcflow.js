@@ -544,7 +544,12 @@
         etag = resp.headers.get("ETag");
         return resp.json();
       }).then(function (info) {
-        if (info) { show(info); }
+        if (info) {
+          show(info);
+          if ((info.links || []).some(function (l) { return /\/logs$/.test(l.href); }) && ACTIVE.indexOf(info.status) >= 0) {
+            O.showLog(url + "/logs");  // the log so far, kept at each step's end
+          }
+        }
         var current = info || last;
         if (ACTIVE.indexOf(current.status) >= 0) {
           setTimeout(poll, Date.now() - started < 10000 ? 500 : 1000);
@@ -567,15 +572,23 @@
     if (ACTIVE.indexOf(last.status) >= 0) { poll(); } else { finish(last); }
   };
 
-  /** The log's last lines. */
+  /** The log's last lines (fetched again only when it changed: its ETag). */
+  var logTag = null;
   O.showLog = function (logUrl) {
     var box = document.getElementById("log");
-    O.fetch(logUrl, { headers: { "Accept": "text/plain" } }).then(function (r) { return r.ok ? r.text() : ""; }).then(function (text) {
+    var headers = { "Accept": "text/plain" };
+    if (logTag) { headers["If-None-Match"] = logTag; }
+    O.fetch(logUrl, { headers: headers, cache: "no-store" }).then(function (r) {
+      if (!r.ok) { return null; }  // a 304 too: what is shown is the latest
+      logTag = r.headers.get("ETag");
+      return r.text();
+    }).then(function (text) {
       if (!text) { return; }
-      var lines = text.split("\n");
       box.hidden = false;
-      box.querySelector("pre").textContent = lines.slice(-200).join("\n");
-    });
+      var pre = box.querySelector("pre");
+      pre.textContent = text.split("\n").slice(-200).join("\n");
+      pre.scrollTop = pre.scrollHeight;
+    }).catch(function () {});
   };
 
   function renderValue(v, key, opts) {
