@@ -217,7 +217,7 @@ def _input(param: Any, raw: dict[str, Any]) -> tuple[str, models.InputDescriptio
         schema = {**schema, "default": default}
     example = _schema_org(raw, "example")  # ``s:example``: what the execute form and /api start with
     if example is not None:
-        schema = {**schema, "examples": [example]}
+        schema = {**schema, "example": example}  # OpenAPI 3.0's keyword: the OGC schemas of descriptions
     fmt = _format(getattr(param, "format", None))
     if fmt and schema.get("format") == "uri":
         schema["contentMediaType"] = fmt
