@@ -179,6 +179,20 @@ def test_hello_world_synchronously_and_a_refused_request(ui: Server, browser: An
     assert error.startswith("HTTP 400") and "name" in error
 
 
+def test_a_failing_job_says_why(ui: Server, browser: Any) -> None:
+    b = browser
+    b.get(ui.url + "/processes/sleep")
+    seconds = until(lambda: one(b, "#input-seconds input"), 10, "the form")
+    assert seconds.get_attribute("type") == "number" and seconds.get_attribute("max") == "86400"
+    type_into(seconds, "0.3")
+    one(b, "#input-fail select").send_keys("true")  # an optional boolean: not set, true or false
+    assert preview(b) == {"inputs": {"seconds": 0.3, "fail": True}}
+    assert submit_and_follow(b) == "failed"
+    failure = until(lambda: one(b, "#failure").text, 10, "the failure")
+    assert "fail" in failure.lower()
+    shot(b, "failed-job")
+
+
 def test_water_bodies_form_job_and_map(ui: Server, api: httpx.Client, browser: Any, scenes: Scenes) -> None:
     b = browser
     b.get(ui.url + "/processes/water-bodies")
