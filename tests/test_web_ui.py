@@ -229,6 +229,12 @@ def test_water_bodies_form_job_and_map(ui: Server, api: httpx.Client, browser: A
     assert re.search(r"\b\d of 9 steps done", steps), steps  # 2 items x (crop x 2, norm_diff, otsu) + stac
     assert any(5 < p < 100 for p in seen), seen  # the bar moved with the steps, not 5 % then 100 %
     assert seen == sorted(seen), seen
+    # per-step timings, from the CWL log: every tool run, how it ended, how long it took
+    timings = until(lambda: by_css(b, "#step-timings tbody tr"), 20, "the step timings")
+    cells = [[td.text for td in row.find_elements("css selector", "td")] for row in timings]
+    names = {c[0].rstrip("_0123456789") for c in cells}
+    assert len(cells) == 9 and names == {"node_crop", "node_normalized_difference", "node_otsu", "node_stac"}, cells
+    assert all(c[1] == "ok" and re.fullmatch(r"\d+\.\d\d s", c[2]) for c in cells), cells
 
     until(lambda: one(b, "body").get_attribute("data-results-shown"), 20, "the results")
     results = api.get(job_url + "/results").json()

@@ -588,7 +588,38 @@
       var pre = box.querySelector("pre");
       pre.textContent = text.split("\n").slice(-200).join("\n");
       pre.scrollTop = pre.scrollHeight;
+      O.stepTimings(document.getElementById("step-timings"), text);
     }).catch(function () {});
+  };
+
+  /** Each tool run of a CWL log (cwltool's "[job NAME] ..." lines): when it started, how it ended, how long
+      it took. */
+  O.parseSteps = function (text) {
+    var re = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d),(\d{3}) \w+ \[job ([^\]]+)\] ?(.*)$/;
+    var steps = {}, order = [];
+    text.split("\n").forEach(function (line) {
+      var m = re.exec(line);
+      if (!m) { return; }
+      var at = Date.parse(m[1] + "T" + m[2] + "." + m[3] + "Z");
+      var name = m[4];
+      if (!steps[name]) { steps[name] = { name: name, start: at, end: null, status: "running" }; order.push(name); }
+      var done = /^completed (\w+)/.exec(m[5]);
+      if (done) { steps[name].end = at; steps[name].status = done[1] === "success" ? "ok" : done[1]; }
+    });
+    return order.map(function (n) { return steps[n]; });
+  };
+
+  O.stepTimings = function (table, text) {
+    if (!table) { return; }
+    var steps = O.parseSteps(text);
+    if (!steps.length) { return; }
+    table.hidden = false;
+    var tbody = table.querySelector("tbody");
+    tbody.innerHTML = "";
+    steps.forEach(function (s) {
+      tbody.appendChild(el("tr", { "class": "step-" + s.status }, [el("td", {}, [el("code", { text: s.name })]),
+        el("td", { text: s.status }), el("td", { text: s.end !== null ? ((s.end - s.start) / 1000).toFixed(2) + " s" : "" })]));
+    });
   };
 
   function renderValue(v, key, opts) {
