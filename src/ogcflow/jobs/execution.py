@@ -111,7 +111,8 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
                 log_key = storage.put_file(job.id, LOG_NAME, path)
             except Exception:  # a storage hiccup costs the live log, never the job
                 log.warning("job %s: the log so far could not be stored", job.id, exc_info=True)
-        rt.store.jobs.progress(job.id, percent, message, log=log_key)
+        if not rt.store.jobs.progress(job.id, percent, message, log=log_key) and log_key is not None:
+            storage.delete_job(job.id)  # dismissed meanwhile: keep nothing (its files were deleted already)
 
     with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
         ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
