@@ -179,6 +179,31 @@ def test_hello_world_synchronously_and_a_refused_request(ui: Server, browser: An
     assert error.startswith("HTTP 400") and "name" in error
 
 
+def test_a_bbox_drawn_on_the_map(ui: Server, browser: Any) -> None:
+    """echo's bounding box input (an OGC bbox object): drawn with the mouse, sent, echoed back."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    b = browser
+    b.get(ui.url + "/processes/echo")
+    draw = until(lambda: one(b, "#input-boundingBoxInput button.draw"), 10, "the form")
+    mapdiv = one(b, "#bbox-map-boundingBoxInput")
+    b.execute_script("arguments[0].scrollIntoView()", mapdiv)
+    draw.click()
+    ActionChains(b).move_to_element_with_offset(mapdiv, -60, -40).click_and_hold() \
+        .move_by_offset(60, 30).move_by_offset(60, 30).release().perform()
+    values = [float(one(b, f"input[name=boundingBoxInput-{n}]").get_attribute("value"))
+              for n in ("minx", "miny", "maxx", "maxy")]
+    assert values[0] < values[2] and values[1] < values[3], values
+    assert len(by_css(b, "#bbox-map-boundingBoxInput path.bbox")) == 1
+    sent = preview(b)["inputs"]["boundingBoxInput"]
+    assert sent == {"bbox": values, "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}
+    shot(b, "echo-bbox-drawn")
+    one(b, "#mode").send_keys("synchronous")
+    one(b, "#execute-submit").click()
+    body = until(lambda: one(b, "#result-body").text, 20, "the result")
+    assert str(values[0]) in body
+
+
 def test_a_failing_job_says_why(ui: Server, browser: Any) -> None:
     b = browser
     b.get(ui.url + "/processes/sleep")
