@@ -6,6 +6,7 @@
 #   bench/run.sh cwl [options of bench/bench_cwl.py]
 #   bench/run.sh water_bodies [options of bench/bench_water_bodies.py]   (starts a private S3 server)
 #   bench/run.sh auth [options of bench/bench_auth.py]   (starts an OpenID provider)
+#   bench/run.sh pages [options of bench/bench_pages.py]   (HTML pages with 10,000 jobs, static bytes)
 #   bench/run.sh ab --against REV [options of bench/bench_ab.py]   (this checkout beside an earlier revision)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -63,11 +63,13 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_scatter_workflow_runs_in_order(tmp_path: Path) -> None:
     pkg = parse_package(SCATTER)
     started = time.perf_counter()
-    heard: list[str] = []
+    heard: list[tuple[str, float | None]] = []
     run = run_package(_write(tmp_path, SCATTER), pkg.entry, {"words": ["ab", "cd", "ef"]}, tmp_path / "job",
-                      on_step=heard.append)
+                      on_step=lambda what, done: heard.append((what, done)))
     elapsed = time.perf_counter() - started
-    assert len(heard) == 4 and heard[0].startswith("1 step done, last: ") and heard[-1].startswith("4 steps done")
+    assert len(heard) == 4 and heard[0][0].startswith("1 of 4 steps done, last: ")
+    assert heard[-1][0].startswith("4 of 4 steps done")
+    assert [done for _what, done in heard] == [0.25, 0.5, 0.75, 1.0]  # progress follows the steps
     contents = [Path(f["path"]).read_text() for f in run.outputs["files"]]
     assert contents == ["AB", "CD", "EF"]
     assert Path(run.outputs["joined"]["path"]).read_text() == "ABCDEF"

@@ -171,3 +171,42 @@ def test_an_unreachable_object_store_is_a_clear_503(monkeypatch) -> None:
     with pytest.raises(StorageUnavailable, match="the results storage could not be reached") as info:
         storage.put_bytes("job-1", "a.json", b"{}")
     assert info.value.status == 503
+
+
+def test_example_requests_are_valid_requests() -> None:
+    """The example of every built-in process (what the HTML form starts with and /api offers) is accepted."""
+    from ogcflow.processes.builtin import builtin_processes
+    from ogcflow.processes.examples import example_request, schema_example
+
+    for process in builtin_processes():
+        example = example_request(process.description)
+        check_request(process.description, Execute.model_validate(example))
+    hello = builtin_processes().get("hello-world")
+    assert example_request(hello.description) == {"inputs": {"name": "World", "message": "Welcome to ogcflow."}}
+    # made from the type when nothing is declared: bounds, formats, required properties, minItems
+    assert schema_example({"type": "integer", "minimum": 3}) == 3
+    assert schema_example({"type": "string", "format": "uri"}).startswith("https://")
+    assert schema_example({"type": "array", "minItems": 2, "items": {"type": "boolean"}}) == [False, False]
+    assert schema_example({"type": "object", "required": ["a"], "properties": {
+        "a": {"enum": ["x", "y"]}, "b": {"type": "number"}}}) == {"a": "x"}
+    assert schema_example({"oneOf": [{"type": "number", "default": 1.5}, {"type": "string"}]}) == 1.5
+
+
+def test_expected_steps_of_a_scattered_workflow() -> None:
+    """CWL progress: the tool runs of water-bodies, counted before the run (scatter over items and bands)."""
+    from ogcflow.eo.packages import shipped_package
+    from ogcflow.packages.runner import expected_steps, load_package, package_file
+
+    wf = load_package(package_file(shipped_package("water-bodies")), "water-bodies")
+    # per item: crop per band, norm_diff, otsu; then one stac step
+    assert expected_steps(wf, {"aoi": "0,0,1,1", "stac_items": ["a", "b", "c"]}) == 3 * 4 + 1
+    assert expected_steps(wf, {"aoi": "0,0,1,1", "stac_items": ["a"], "bands": ["g", "n", "r"]}) == 5 + 1
+
+
+def test_area_of_interest_of_a_job() -> None:
+    from ogcflow.api.routes.jobs import area_of_interest
+
+    assert area_of_interest({"aoi": "-121.4,40.2,-121.3,40.3", "epsg": "EPSG:4326"}) == [-121.4, 40.2, -121.3, 40.3]
+    assert area_of_interest({"where": {"bbox": [0, 1, 5, 2, 3, 9]}}) == [0.0, 1.0, 2.0, 3.0]
+    assert area_of_interest({"name": "1,2,3,4"}) is None  # a string named like no area
+    assert area_of_interest({"aoi": "a,b,c,d"}) is None

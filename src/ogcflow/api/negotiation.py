@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ _templates = Environment(
     autoescape=select_autoescape(["html"]),
     auto_reload=False,
 )
+_templates.policies["json.dumps_function"] = lambda v, **kw: orjson.dumps(v).decode()
 _templates.filters["tojson_pretty"] = lambda v: orjson.dumps(v, option=orjson.OPT_INDENT_2).decode()
 
 
@@ -68,12 +70,37 @@ def render_html(name: str, status_code: int = 200, **context: Any) -> HTMLRespon
     return HTMLResponse(_templates.get_template(name).render(**context), status_code=status_code)
 
 
+def etag_of(body: bytes) -> str:
+    """A strong ETag of a representation's bytes."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    """Whether the client's ``If-None-Match`` already names ``etag`` (pollers then get a 304, no body)."""
+    sent = request.headers.get("if-none-match")
+    if not sent:
+        return False
+    return sent.strip() == "*" or etag in (t.strip().removeprefix("W/") for t in sent.split(","))
+
+
+def conditional(request: Request, body: bytes, media_type: str, headers: dict[str, str] | None = None) -> Response:
+    """``body`` with its ETag, or 304 Not Modified when the client has it already."""
+    etag = etag_of(body)
+    all_headers = {"ETag": etag, "Cache-Control": "no-cache", **(headers or {})}
+    if not_modified(request, etag):
+        return Response(status_code=304, headers=all_headers)
+    return Response(body, media_type=media_type, headers=all_headers)
+
+
 def respond(request: Request, data: dict[str, Any], template: str, *, status_code: int = 200,
-            headers: dict[str, str] | None = None, **context: Any) -> Response:
-    """The resource as JSON, or as the HTML page ``template`` when the client asks for HTML."""
+            headers: dict[str, str] | None = None, etag: bool = False, **context: Any) -> Response:
+    """The resource as JSON, or as the HTML page ``template`` when the client asks for HTML. ``etag``: the
+    JSON has an ETag and a request naming it in ``If-None-Match`` is answered 304 (for pollers)."""
     if wants_html(request):
         context.setdefault("root", getattr(request.state, "root_url", None) or context.get("base", ""))
         resp: Response = render_html(template, status_code, data=data, request=request, **context)
+    elif etag and status_code == 200:
+        resp = conditional(request, orjson.dumps(data), "application/json")
     else:
         resp = JSONResp(data, status_code=status_code)
     if headers:

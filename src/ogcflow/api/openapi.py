@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from ogcflow import __version__
 from ogcflow.domain import Caller
 from ogcflow.processes.base import Process
+from ogcflow.processes.examples import example_request
 from ogcflow.services.processes import ProcessService
 
 
@@ -143,7 +144,8 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
             "tags": ["Processes"], "summary": f"Execute '{pid}'",
             "description": process.description.description or "", "operationId": f"execute-{pid}",
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/execute-{pid}"}}}},
+                "schema": {"$ref": f"#/components/schemas/execute-{pid}"},
+                "example": example_request(process.description)}}},
             "parameters": [{"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
                             "description": "respond-async for an asynchronous job"}],
             "responses": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from ogcflow.runtime import Runtime
 log = logging.getLogger("ogcflow.jobs")
 
 LOG_NAME = "job.log"  # a job's log in results storage
+LOG_EVERY = 1.0  # seconds between two copies of a running job's log to results storage
 
 
 def new_job(process: models.Process, execute: models.Execute, *, mode: str, namespace: str, engine: str,
@@ -93,13 +95,29 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
     if attempt == 1:
         _notify(rt, job, "inProgressUri")
 
-    def report(percent: int | None, message: str | None) -> None:
-        rt.store.jobs.progress(job.id, percent, message)
-
     storage = rt.storage_for(job.namespace)
+    running: list[JobContext] = []
+    published = [0.0]
+
+    def report(percent: int | None, message: str | None) -> None:
+        # the log so far goes to results storage with the news (at most every LOG_EVERY seconds), so that
+        # GET /jobs/{id}/logs (and the job page) shows it while the job runs, from any host
+        log_key = None
+        path = running[0].log_path if running else None
+        now = time.monotonic()
+        if path is not None and message is not None and now - published[0] >= LOG_EVERY and path.is_file():
+            published[0] = now
+            try:
+                log_key = storage.put_file(job.id, LOG_NAME, path)
+            except Exception:  # a storage hiccup costs the live log, never the job
+                log.warning("job %s: the log so far could not be stored", job.id, exc_info=True)
+        if not rt.store.jobs.progress(job.id, percent, message, log=log_key) and log_key is not None:
+            storage.delete_job(job.id)  # dismissed meanwhile: keep nothing (its files were deleted already)
+
     with tempfile.TemporaryDirectory(prefix=f"ogcflow-{job.id}-") as tmp:
         ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
                          storage=storage, base_url=job.request.base_url)
+        running.append(ctx)
         outcome = execute_process(rt, job, ctx)
         if outcome.status is StatusCode.failed:
             storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)

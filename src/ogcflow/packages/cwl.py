@@ -209,12 +209,15 @@ def _format(value: Any) -> str | None:
     return None
 
 
-def _input(param: Any) -> tuple[str, models.InputDescription]:
+def _input(param: Any, raw: dict[str, Any]) -> tuple[str, models.InputDescription]:
     name = _short(param.id)
     schema, nullable = _type_schema(param.type_, f"input '{name}'")
     default = getattr(param, "default", None)
     if default is not None:
         schema = {**schema, "default": default}
+    example = _schema_org(raw, "example")  # ``s:example``: what the execute form and /api start with
+    if example is not None:
+        schema = {**schema, "example": example}  # OpenAPI 3.0's keyword: the OGC schemas of descriptions
     fmt = _format(getattr(param, "format", None))
     if fmt and schema.get("format") == "uri":
         schema["contentMediaType"] = fmt
@@ -247,6 +250,17 @@ def _output(param: Any) -> tuple[str, models.OutputDescription]:
                                           description=getattr(param, "doc", None) or None, schema=schema)
 
 
+def _raw_inputs(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The entry's inputs as written (a map or a list of objects with ``id``), for the annotations that the
+    parsed document drops."""
+    found = raw.get("inputs")
+    if isinstance(found, dict):
+        return {str(k): v for k, v in found.items() if isinstance(v, dict)}
+    if isinstance(found, list):
+        return {_short(str(v["id"])): v for v in found if isinstance(v, dict) and "id" in v}
+    return {}
+
+
 def parse_package(text: str, w: str | None = None) -> CWLPackage:
     """Check a CWL document and describe its entry workflow (or ``w``) as an OGC process."""
     doc = _load_yaml(text)
@@ -265,7 +279,8 @@ def parse_package(text: str, w: str | None = None) -> CWLPackage:
     raw = next(o for o in objects if _raw_id(o) == entry)
     version = _schema_org(raw, "softwareVersion") or _schema_org(doc, "softwareVersion") or "1.0.0"
     keywords = _schema_org(raw, "keywords") or _schema_org(doc, "keywords")
-    inputs = dict(_input(p) for p in target.inputs)
+    raw_inputs = _raw_inputs(raw)
+    inputs = dict(_input(p, raw_inputs.get(_short(p.id), {})) for p in target.inputs)
     outputs = dict(_output(p) for p in target.outputs)
     description = models.Process(
         id=entry, version=str(version), title=target.label or entry, description=target.doc or None,

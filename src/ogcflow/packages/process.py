@@ -94,7 +94,8 @@ class CWLProcess(Process):
         ctx.progress(5, "running the CWL package")
         ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
         run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime,
-                          env=step_environment(self.hooks), on_step=lambda what: ctx.progress(None, what))
+                          env=step_environment(self.hooks), on_step=lambda what, done: ctx.progress(
+                              None if done is None else 5 + int(90 * done), what))
         outputs: dict[str, OutputValue] = {}
         for name in self.description.outputs:
             if name in run.outputs:

@@ -111,13 +111,15 @@ def container_options(runtime: str) -> dict[str, Any]:
 
 
 class _StepProgress(logging.Handler):
-    """Tells ``report`` each time a step of the run ends (from cwltool's log): "3 steps done, last: node_otsu"."""
+    """Tells ``report`` each time a step of the run ends (from cwltool's log): "3 of 9 steps done, last:
+    node_otsu (ok)", with the fraction done when the number of steps is known (:func:`expected_steps`)."""
 
     _DONE = re.compile(r"^\[job (\S+)\] completed (\w+)")
 
-    def __init__(self, report: Callable[[str], None]) -> None:
+    def __init__(self, report: Callable[[str, float | None], None], total: int | None) -> None:
         super().__init__(logging.INFO)
         self.report = report
+        self.total = total
         self.done = 0
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -125,8 +127,76 @@ class _StepProgress(logging.Handler):
         if match:
             self.done += 1
             step, how = match.groups()
-            self.report(f"{self.done} step{'s' if self.done > 1 else ''} done, last: {step} "
-                        f"({'ok' if how == 'success' else how})")
+            total = self.total if self.total and self.total >= self.done else None
+            count = f"{self.done} of {total}" if total else str(self.done)
+            self.report(f"{count} step{'s' if (total or self.done) > 1 else ''} done, last: {step} "
+                        f"({'ok' if how == 'success' else how})", self.done / total if total else None)
+
+
+def _short_id(identifier: str) -> str:
+    return identifier.rsplit("#", 1)[-1].rsplit("/", 1)[-1]
+
+
+def _workflow_input(source: str, workflow: str) -> str:
+    """The workflow input a step's ``source`` names ("" when it is another step's output)."""
+    fragment = source.rsplit("#", 1)[-1].removeprefix(workflow + "/")
+    return "" if "/" in fragment else fragment
+
+
+def expected_steps(process: Any, job_order: Mapping[str, Any], depth: int = 0) -> int | None:
+    """How many tool runs (command line and expression tools) a run of cwltool's ``process`` on
+    ``job_order`` makes: scattered steps count once per element of their scattered inputs, which must be
+    workflow inputs (or defaults) for the count to be known; None when it cannot be told before the run
+    (scatter over another step's output, ``valueFrom`` on a scattered input, conditional steps)."""
+    steps = getattr(process, "steps", None)
+    if steps is None:
+        return 1
+    if depth > 16:
+        return None
+    values = dict(job_order)
+    for param in process.tool.get("inputs", []):
+        name = _short_id(str(param.get("id", "")))
+        if name not in values and "default" in param:
+            values[name] = param["default"]
+    own = str(process.tool.get("id", "")).rsplit("#", 1)[-1]
+    total = 0
+    for step in steps:
+        if step.tool.get("when") is not None:
+            return None
+        ins: dict[str, Any] = {}
+        for param in step.tool.get("inputs", []):
+            name = _short_id(str(param.get("id", "")))
+            source = param.get("source")
+            if param.get("valueFrom") is not None:
+                continue
+            if isinstance(source, str) and _workflow_input(source, own) in values:
+                ins[name] = values[_workflow_input(source, own)]
+            elif "default" in param:
+                ins[name] = param["default"]
+        scatter = step.tool.get("scatter")
+        if not scatter:
+            inner = expected_steps(step.embedded_tool, ins, depth + 1)
+            if inner is None:
+                return None
+            total += inner
+            continue
+        names = [_short_id(s) for s in ([scatter] if isinstance(scatter, str) else scatter)]
+        arrays = [ins.get(n) for n in names]
+        if not all(isinstance(a, list) for a in arrays):
+            return None
+        lists: list[list[Any]] = [a for a in arrays if isinstance(a, list)]
+        if step.tool.get("scatterMethod", "dotproduct") == "dotproduct":
+            combos = [dict(zip(names, vals, strict=False)) for vals in zip(*lists, strict=False)]
+        else:
+            import itertools
+
+            combos = [dict(zip(names, vals, strict=False)) for vals in itertools.product(*lists)]
+        for combo in combos:
+            inner = expected_steps(step.embedded_tool, {**ins, **combo}, depth + 1)
+            if inner is None:
+                return None
+            total += inner
+    return total
 
 
 #: loaded packages: (file, entry, container runtime) -> cwltool's process object. Workers load a job's package
@@ -184,13 +254,13 @@ def load_package(package: Path, entry: str, container_runtime: str = "none") -> 
 
 def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: Path,
                 parallel: bool = True, container_runtime: str = "none", env: dict[str, str] | None = None,
-                on_step: Callable[[str], None] | None = None) -> CWLRun:
+                on_step: Callable[[str, float | None], None] | None = None) -> CWLRun:
     """Run workflow/tool ``entry`` of the CWL file ``package`` on ``job_order``; CWL outputs as cwltool
     returns them (Files and Directories with local ``path``s under ``workdir/outputs``).
 
     ``env`` is added to the steps' environment (cwltool otherwise gives them only HOME, TMPDIR and the
     package's EnvVarRequirement). The steps' standard error goes to the run's log. ``on_step`` hears of
-    every step that ends."""
+    every step that ends (its message, and the fraction of the run's steps done when it is known)."""
     from cwltool.context import RuntimeContext
     from cwltool.executors import MultithreadedJobExecutor, SingleJobExecutor
     from cwltool.factory import Callable as CWLCallable
@@ -207,7 +277,13 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     for console in consoles:  # cwltool's own handler writes to standard error, which is the log file below
         cwl_logger.removeHandler(console)
     cwl_logger.addHandler(handler)
-    progress = _StepProgress(on_step) if on_step else None
+    progress = None
+    if on_step:
+        try:
+            total = expected_steps(load_package(package, entry, container_runtime), job_order)
+        except Exception:  # counting is a nicety: a package it does not understand still runs
+            total = None
+        progress = _StepProgress(on_step, total)
     if progress:
         cwl_logger.addHandler(progress)
     old_level, old_propagate = cwl_logger.level, cwl_logger.propagate

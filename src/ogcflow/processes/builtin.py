@@ -96,9 +96,11 @@ class HelloWorldProcess(Process):
         keywords=["hello world", "example"], jobControlOptions=_ALL_CONTROL,
         inputs={
             "name": models.InputDescription(title="Name", description="Who to greet",
-                                            schema={"type": "string", "minLength": 1, "maxLength": 1000}),
+                                            schema={"type": "string", "minLength": 1, "maxLength": 1000,
+                                                    "example": "World"}),
             "message": models.InputDescription(title="Message", description="Added after the greeting",
-                                               schema={"type": "string", "maxLength": 10000}, minOccurs=0),
+                                               schema={"type": "string", "maxLength": 10000,
+                                                       "example": "Welcome to ogcflow."}, minOccurs=0),
         },
         outputs={"greeting": models.OutputDescription(title="Greeting", schema={"type": "string"})},
     )
@@ -120,7 +122,7 @@ class SleepProcess(Process):
         keywords=["test"], jobControlOptions=_ALL_CONTROL,
         inputs={
             "seconds": models.InputDescription(
-                title="Seconds", schema={"type": "number", "minimum": 0, "maximum": 86400}),
+                title="Seconds", schema={"type": "number", "minimum": 0, "maximum": 86400, "example": 2}),
             "fail": models.InputDescription(title="Fail at the end", schema={"type": "boolean", "default": False},
                                             minOccurs=0),
         },

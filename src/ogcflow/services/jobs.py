@@ -247,8 +247,9 @@ class JobService:
 
     async def log(self, caller: Caller, job_id: str) -> bytes:
         job = await self.get(caller, job_id)
-        if job.active:
-            raise ResultNotReady(f"Job '{job_id}' is {job.status.value}; its log is kept when it ends.")
+        if job.active and not job.log:
+            raise ResultNotReady(f"Job '{job_id}' is {job.status.value}; its log is shown once its first step "
+                                 "ends.")
         if not job.log or job.status is StatusCode.dismissed:
             raise NotFound(f"Job '{job_id}' has no log (application packages keep one).")
         return await asyncio.to_thread(self.rt.storage_for(caller.namespace).read, job.log)

@@ -139,8 +139,11 @@ class JobStore:
         with self.engine.begin() as conn:
             self._set(conn, job_id, None, run_ref=run_ref)
 
-    def progress(self, job_id: str, progress: int | None, message: str | None) -> bool:
+    def progress(self, job_id: str, progress: int | None, message: str | None, log: str | None = None) -> bool:
+        """A running job's progress and/or message (and the storage key of its log so far, ``log``)."""
         values: dict[str, Any] = {"heartbeat": naive(utcnow())}
+        if log is not None:
+            values["log"] = log
         if progress is not None:
             values["progress"] = max(0, min(100, int(progress)))
         if message is not None:

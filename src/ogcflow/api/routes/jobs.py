@@ -6,7 +6,7 @@ import asyncio
 import logging
 import mimetypes
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -16,7 +16,7 @@ from starlette.concurrency import iterate_in_threadpool
 from ogcflow import models
 from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.methods import is_head
-from ogcflow.api.negotiation import respond, wants_html
+from ogcflow.api.negotiation import conditional, respond, wants_html
 from ogcflow.api.results import results_response
 from ogcflow.domain import Job, JobFilter
 from ogcflow.errors import InvalidParameter
@@ -122,9 +122,30 @@ def _file_rows(ctx: Ctx, job: Job, files: list[JobFile]) -> list[dict[str, str]]
     return [{"name": f.name, "href": file_href(ctx.base_url, job.id, f.name), "url": f.url} for f in files]
 
 
-def _status(request: Request, ctx: Ctx, job: Job, files: list[dict[str, str]] | None = None) -> Response:
+def area_of_interest(inputs: dict[str, Any]) -> list[float] | None:
+    """The job's area of interest for its map: the first bounding box among its inputs (an OGC bbox object, or
+    a "minx,miny,maxx,maxy" string of an input named like one); None when it has none."""
+    for key, value in inputs.items():
+        box: Any = None
+        if isinstance(value, dict) and isinstance(value.get("bbox"), list):
+            box = value["bbox"]
+        elif isinstance(value, str) and any(w in key.lower() for w in ("aoi", "bbox", "extent")):
+            box = value.split(",")
+        if isinstance(box, list) and len(box) in (4, 6):
+            try:
+                nums = [float(x) for x in box]
+            except (TypeError, ValueError):
+                continue
+            return nums if len(nums) == 4 else [nums[0], nums[1], nums[3], nums[4]]
+    return None
+
+
+def _status(request: Request, ctx: Ctx, job: Job, files: list[dict[str, str]] | None = None,
+            etag: bool = False) -> Response:
+    inputs = job.request.inputs
     return respond(request, status_info(job, ctx.base_url, ctx.jobs.run_url(job)).dump(), "job.html",
-                   base=ctx.base_url, title=f"Job {job.id}", job=job, files=files)
+                   base=ctx.base_url, title=f"Job {job.id}", job=job, files=files, etag=etag, inputs=inputs,
+                   aoi=area_of_interest(inputs))
 
 
 @router.get("/jobs/{jobId}", summary="The status of a job", operation_id="getStatus",
@@ -136,7 +157,7 @@ async def get_status(request: Request, jobId: Annotated[str, Path()],
     if job.status is StatusCode.successful and wants_html(request):
         _job, found = await ctx.jobs.files(ctx.caller, jobId)
         files = _file_rows(ctx, job, found)
-    return _status(request, ctx, job, files)
+    return _status(request, ctx, job, files, etag=True)
 
 
 @router.get("/jobs/{jobId}/files", summary="The files a job wrote to results storage",
@@ -181,7 +202,9 @@ async def get_results(request: Request, jobId: Annotated[str, Path()],
         if job.status is StatusCode.failed:
             raise job_failure(job)
         doc = await asyncio.to_thread(ctx.jobs.document, job, ctx.base_url)
-        return respond(request, doc, "results.html", base=ctx.base_url, title=f"Results of {job.id}", job=job)
+        _job, found = await ctx.jobs.files(ctx.caller, jobId)
+        return respond(request, doc, "results.html", base=ctx.base_url, title=f"Results of {job.id}", job=job,
+                       aoi=area_of_interest(job.request.inputs), files=_file_rows(ctx, job, found))
     return await asyncio.to_thread(results_response, job, ctx.base_url, ctx.jobs, ResponseMode.document)
 
 
@@ -195,6 +218,7 @@ async def get_output(jobId: Annotated[str, Path()], outputId: Annotated[str, Pat
 
 @router.get("/jobs/{jobId}/logs", summary="The log of a job (the CWL run's, for packages)",
             operation_id="getLogs", responses={200: {"content": {"text/plain": {}}}})
-async def get_logs(jobId: Annotated[str, Path()], ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
+async def get_logs(request: Request, jobId: Annotated[str, Path()],
+                   ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     data = await ctx.jobs.log(ctx.caller, jobId)
-    return Response(data, media_type="text/plain; charset=utf-8")
+    return conditional(request, data, "text/plain; charset=utf-8")

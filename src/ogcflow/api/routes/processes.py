@@ -19,6 +19,7 @@ from ogcflow.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ogcflow.jobs.status import status_info
 from ogcflow.models import ResponseMode
 from ogcflow.processes.base import Process
+from ogcflow.processes.examples import example_request
 from ogcflow.services.jobs import job_failure
 
 router = APIRouter(tags=["Processes"])
@@ -74,7 +75,7 @@ def describe_process(request: Request, processId: Annotated[str, Path()],
     process = offered.process
     body = describe(process, ctx.base_url, offered.mutable).dump()
     return respond(request, body, "process.html", base=ctx.base_url, title=process.description.title or
-                   process.id)
+                   process.id, example=example_request(process.description), auth_required=ctx.auth_required)
 
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:

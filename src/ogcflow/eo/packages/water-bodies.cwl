@@ -19,6 +19,7 @@ $graph:
         label: area of interest
         doc: area of interest as a bounding box 'minx,miny,maxx,maxy'
         type: string
+        s:example: "-121.399,39.834,-120.74,40.472"
       epsg:
         label: EPSG code
         doc: EPSG code of the area of interest's coordinates
@@ -28,11 +29,14 @@ $graph:
         label: STAC items
         doc: URLs of the Landsat-8/9 or Sentinel-2 STAC items to process
         type: string[]
+        s:example:
+          - https://planetarycomputer.microsoft.com/api/stac/v1/collections/landsat-c2-l2/items/LC08_L2SP_042033_20231007_02_T1
       bands:
         label: bands used for the NDWI
         doc: common names of the two bands of the NDWI, the green one first
         type: string[]
         default: ["green", "nir"]
+        s:example: ["green", "nir08"]
     outputs:
       - id: stac_catalog
         label: water bodies
