@@ -218,6 +218,8 @@ class Job:
     log: str | None = None
     #: who submitted it (the caller's subject; None when anonymous)
     owner: str | None = None
+    #: which run of the job this is: a job whose worker died is run again up to its process's limit
+    attempt: int = 1
 
     @property
     def active(self) -> bool:
@@ -260,3 +262,13 @@ class ExecutionPreferences:
     respond_async: bool = False
     wait: float | None = None
     return_representation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """An execute request's ``Idempotency-Key`` (draft-ietf-httpapi-idempotency-key-header): a retried
+    submission with the same key (same namespace, same caller) finds the job the first one created."""
+
+    key: str
+    #: SHA-256 of the process id and the request body: the same key with another request is refused
+    fingerprint: str

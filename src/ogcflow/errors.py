@@ -33,6 +33,8 @@ class ExceptionType:
     UNSUPPORTED_PACKAGE_TYPE = _P2 + "unsupported-media-type"
     UNAUTHORIZED = "http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/unauthorized"
     FORBIDDEN = "http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/forbidden"
+    #: the Idempotency-Key draft (draft-ietf-httpapi-idempotency-key-header) names no type: ogcflow's own
+    IDEMPOTENCY_KEY_REUSED = _P1 + "idempotency-key-reused"
 
 
 class OGCError(Exception):
@@ -108,6 +110,12 @@ class PayloadTooLarge(OGCError):
 
 class Conflict(OGCError):
     status, type, title = 409, ExceptionType.CONFLICT, "Conflict"
+
+
+class IdempotencyKeyReused(OGCError):
+    """An ``Idempotency-Key`` sent again with another request than the first (422, as the draft says)."""
+
+    status, type, title = 422, ExceptionType.IDEMPOTENCY_KEY_REUSED, "Idempotency key reused"
 
 
 class ServiceUnavailable(OGCError):

@@ -107,6 +107,12 @@ class ServerSettings(SettingsGroup):
     sync_timeout: float = Field(
         300.0, description="Seconds a synchronous execution may wait before it falls back to async (201).")
     max_body_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted request body (413 above).")
+    idempotency_ttl: float = Field(
+        86400.0, gt=0, description="Seconds an execute request's Idempotency-Key is kept (its retries find its job).")
+    sync_record: Literal["batched", "durable"] = Field(
+        "batched", description="Records of cheap synchronous jobs run in the API: written in batches within "
+        "~20 ms after the response (batched) or before it (durable; see docs/benchmarks.md for the cost). "
+        "Requests with an Idempotency-Key are always recorded before the response.")
     job_list_max: int = Field(10000, description="Largest `limit` of /jobs and /processes.")
     admin_token: str | None = Field(
         None, description="A bearer token with the admin role (every namespace, deploying); unset: none.")

@@ -147,7 +147,11 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
                 "schema": {"$ref": f"#/components/schemas/execute-{pid}"},
                 "example": example_request(process.description)}}},
             "parameters": [{"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
-                            "description": "respond-async for an asynchronous job"}],
+                            "description": "respond-async for an asynchronous job"},
+                           {"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "maxLength": 257},
+                            "description": "a retried request with the same key gets the first one's job "
+                                           "(draft-ietf-httpapi-idempotency-key-header)"}],
             "responses": {
                 "200": {"description": "Results (synchronous execution, response=document)", "content": {
                     "application/json": {"schema": {"$ref": f"#/components/schemas/results-{pid}"}}}},
@@ -155,6 +159,7 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
                     "schema": {"$ref": "#/components/schemas/StatusInfo"}}}},
                 "400": _exception_response("Invalid inputs"),
                 "404": _exception_response("No such process"),
+                "422": _exception_response("Idempotency-Key sent again with another request"),
                 "500": _exception_response("Server error")}}}
     return doc
 

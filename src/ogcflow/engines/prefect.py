@@ -152,6 +152,7 @@ class PrefectRuns:
     Prefect's orchestration by the job's process."""
 
     engine = "prefect"
+    reruns_lost = False  # Prefect retries runs itself (attempts of the same job), and a crashed run is Crashed
 
     def __init__(self, rt: Runtime, identity: str, concurrency: int) -> None:
         self.rt = rt

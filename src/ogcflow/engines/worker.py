@@ -81,6 +81,10 @@ class JobSource(Protocol):
         """The worker ended a job (the store is updated already)."""
         ...
 
+    #: a job whose run was lost may be queued again as its next attempt (``JobStore.rerun_lost``), which
+    #: this source then takes again
+    reruns_lost: bool
+
 
 class WorkerPlugin(Protocol):
     """Something a worker starts before it forks job processes and stops when it stops."""
@@ -97,6 +101,7 @@ class StoreQueue:
     """The local engine's jobs: accepted rows of the store, claimed with a conditional update."""
 
     engine = "local"
+    reruns_lost = True
 
     def __init__(self, rt: Runtime, identity: str) -> None:
         self.rt = rt
@@ -164,10 +169,33 @@ class Worker:
 
     # -- what the worker does to a job it ends ---------------------------------------------------
 
-    def lost(self, job_id: str, reason: str) -> None:
-        """A job ended without its process recording it (killed, crashed, timed out, worker gone)."""
+    def lost(self, job_id: str, reason: str, *, rerun: bool = False) -> None:
+        """A job ended without its process recording it (killed, crashed, timed out, worker gone).
+        ``rerun``: its run was lost through no fault of its own (worker or process killed), so it is queued
+        again while its process allows another attempt (:meth:`rerun_lost`)."""
+        if rerun:
+            reason = self.rerun_lost(job_id, reason)
+            if not reason:
+                return
         self.rt.store.jobs.fail_lost(job_id, reason)
         self.source.ended(job_id, End.lost, reason)
+
+    def rerun_lost(self, job_id: str, reason: str) -> str:
+        """Queue a lost job again as its next attempt, up to ``1 + Process.lost_reruns`` attempts: "" when it
+        is queued, else the reason to fail it with (naming the attempt when it was a re-run)."""
+        job = self.rt.store.jobs.for_engine(job_id) if self.source.reruns_lost else None
+        if job is None:
+            return f"{reason}; submit it again"
+        try:
+            attempts = 1 + max(0, self.rt.catalog.get(job.process_id, job.namespace).lost_reruns)
+        except Exception:  # undeployed meanwhile: nothing to run again
+            attempts = 1
+        if self.rt.store.jobs.rerun_lost(job_id, job.attempt, reason, attempts):
+            log.warning("job %s: attempt %d lost (%s); queued again", job_id, job.attempt, reason)
+            return ""
+        if attempts > 1:
+            return f"{reason} (attempt {job.attempt} of {attempts}); submit it again"
+        return f"{reason}; submit it again"
 
     def stopped(self, job_id: str) -> None:
         """A dismissed job's processes were killed: keep nothing of it."""
@@ -183,7 +211,7 @@ class Worker:
         for job in self.rt.store.jobs.running_on(self.source.engine, host + ":"):
             pid = int((job.worker or "").rsplit(":", 1)[-1].split("/")[0] or 0)
             if not pid or not pid_alive(pid) or pid == os.getpid():
-                self.lost(job.id, "the server stopped while this job was running; submit it again")
+                self.lost(job.id, "the server stopped while this job was running", rerun=True)
                 log.warning("job %s failed: its worker %s is gone", job.id, job.worker)
 
     def _start_plugins(self) -> None:
@@ -255,8 +283,9 @@ class Worker:
             self.last_reap = now
             for job_id in self.rt.store.jobs.stale_running(self.source.engine, settings.stale_after_seconds):
                 log.warning("job %s failed: its worker went silent", job_id)
-                self.lost(job_id, "the worker running this job stopped responding (lost worker)")
+                self.lost(job_id, "the worker running this job stopped responding (lost worker)", rerun=True)
             self._check_dispatcher()
+            self.rt.store.idempotency.purge()
             if self.parent_pid and not pid_alive(self.parent_pid):
                 log.warning("the server that started this worker is gone; stopping")
                 self.stopping = True
@@ -297,7 +326,7 @@ class Worker:
     def shutdown(self) -> None:
         for child in list(self.children.values()):
             self._kill(child)
-            self.lost(child.job_id, "the worker was stopped while this job was running; submit it again")
+            self.lost(child.job_id, "the worker was stopped while this job was running", rerun=True)
         self._collect()
         for plugin in reversed(self._started):
             try:
@@ -356,7 +385,7 @@ class Worker:
             elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
-                self.lost(child.job_id, f"the job's process {how}")
+                self.lost(child.job_id, f"the job's process {how}", rerun=True)
             elif now_status is StatusCode.running:
                 self._unfinished(child.job_id)
             # accepted: the job's process gave it back to its source, which starts it again later

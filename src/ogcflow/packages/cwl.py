@@ -261,6 +261,40 @@ def _raw_inputs(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {}
 
 
+#: the namespace of ogcflow's own CWL hints (``$namespaces: {ogcflow: "https://ogcflow.dev/cwl#"}``)
+OGCFLOW_NS = "https://ogcflow.dev/cwl#"
+
+
+def _hint(doc: dict[str, Any], obj: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The body of ogcflow's hint ``name`` (``ogcflow:<name>``) on ``obj`` or the document, if given."""
+    prefixes = {p for p, iri in (doc.get("$namespaces") or {}).items() if iri == OGCFLOW_NS} | {"ogcflow"}
+    wanted = {f"{p}:{name}" for p in prefixes} | {OGCFLOW_NS + name}
+    for holder in (obj, doc):
+        hints = holder.get("hints") or []
+        items = ([{"class": k, **(v if isinstance(v, dict) else {})} for k, v in hints.items()]
+                 if isinstance(hints, dict) else [h for h in hints if isinstance(h, dict)])
+        for hint in items:
+            if hint.get("class") in wanted:
+                return hint
+    return None
+
+
+def lost_reruns(text: str, entry: str) -> int:
+    """How many times a job of this package whose run was lost is run again: 0 unless the package declares
+    itself idempotent with the hint ``ogcflow:Idempotent`` (``reruns``: how many times, 1 by default, 5 at
+    most)."""
+    try:
+        doc = _load_yaml(text)
+        obj = next((o for o in _objects(doc) if _raw_id(o) == entry), doc)
+    except InvalidPackage:
+        return 0
+    hint = _hint(doc, obj, "Idempotent")
+    if hint is None:
+        return 0
+    reruns = hint.get("reruns", 1)
+    return max(0, min(5, reruns)) if isinstance(reruns, int) and not isinstance(reruns, bool) else 1
+
+
 def parse_package(text: str, w: str | None = None) -> CWLPackage:
     """Check a CWL document and describe its entry workflow (or ``w``) as an OGC process."""
     doc = _load_yaml(text)

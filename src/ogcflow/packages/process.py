@@ -15,6 +15,7 @@ from ogcflow import models
 from ogcflow.errors import InputFetchError
 from ogcflow.netpolicy import fetch
 from ogcflow.packages.containers import map_images
+from ogcflow.packages.cwl import lost_reruns
 from ogcflow.packages.hooks import CWLHooks, CWLValue
 from ogcflow.packages.runner import load_package, package_file, run_package, warm_up
 from ogcflow.processes.base import JobContext, OutputValue, Process
@@ -50,6 +51,14 @@ class CWLProcess(Process):
         self.network = network
         self.hooks = hooks
         self._file: Path | None = None
+        self._reruns: int | None = None
+
+    @property
+    def lost_reruns(self) -> int:
+        """0 unless the package declares itself idempotent (the CWL hint ``ogcflow:Idempotent``)."""
+        if self._reruns is None:
+            self._reruns = lost_reruns(self.package, self.entry)
+        return self._reruns
 
     def _stage(self, url: str, kind: str, where: Path) -> dict[str, Any]:
         if kind.startswith("Directory"):

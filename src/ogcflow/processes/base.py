@@ -66,6 +66,12 @@ class Process(abc.ABC):
     def id(self) -> str:
         return self.description.id
 
+    @property
+    def lost_reruns(self) -> int:
+        """How many times a job whose run was lost (its worker or its process died) is run again before it is
+        failed: once for built-ins (they are idempotent); deployed packages say so themselves."""
+        return 1
+
     def prepare(self) -> None:  # noqa: B027 - optional: most processes have nothing to prepare
         """Work worth doing once in a worker before it forks job processes (e.g. loading a CWL package)."""
 

@@ -13,10 +13,21 @@ from pathlib import Path
 from typing import Literal
 
 from ogcflow import models
-from ogcflow.domain import Caller, ExecutionPreferences, Job, JobFilter, JSONObject, OutputEntry, Role, utcnow
+from ogcflow.domain import (
+    Caller,
+    ExecutionPreferences,
+    IdempotencyKey,
+    Job,
+    JobFilter,
+    JSONObject,
+    OutputEntry,
+    Role,
+    utcnow,
+)
 from ogcflow.engines.base import Engine
 from ogcflow.errors import (
     Forbidden,
+    IdempotencyKeyReused,
     InvalidParameter,
     NoSuchJob,
     NoSuchOutput,
@@ -74,6 +85,8 @@ class Execution:
     #: the job has ended (synchronous execution): answer with its results (or its failure); otherwise it
     #: runs on: answer 201 with its status and ``Location``
     done: bool = False
+    #: the job of an earlier request with the same ``Idempotency-Key``
+    replayed: bool = False
 
     @property
     def location(self) -> str:
@@ -105,13 +118,21 @@ class JobService:
     # -- execute ------------------------------------------------------------------------------------
 
     async def execute(self, caller: Caller, process: Process, request: models.Execute,
-                      prefs: ExecutionPreferences, base_url: str) -> Execution:
+                      prefs: ExecutionPreferences, base_url: str, key: IdempotencyKey | None = None) -> Execution:
         """Check the request against the process (one of the caller's namespace, as the process service gave
         it) and the network policy, then run it inline (cheap synchronous work), or store the job, hand it
-        to the engine and, when synchronous, wait for its end (bounded by the sync timeout)."""
+        to the engine and, when synchronous, wait for its end (bounded by the sync timeout).
+
+        With an idempotency ``key`` the job is stored with it, and a request that sends the key again (same
+        namespace, same caller, while the key is kept) gets the first request's job (a 422 if it is
+        another request)."""
         caller.require(Role.executor, "executing a process")
         rt = self.rt
         namespace = caller.namespace
+        if key is not None:
+            earlier = await self._replay(caller, key, prefs)
+            if earlier is not None:
+                return earlier
         check_request(process.description, request)
         urls = outbound_urls(process.description, request)
         if urls:
@@ -119,14 +140,22 @@ class JobService:
         mode, applied = choose_mode(process, prefs)
         if (mode == "sync" and process.inline and self.engine.inline_sync and request.subscriber is None
                 and not has_references(request.inputs)):
-            return Execution(await self._inline(process, request, caller, base_url), "sync", applied, done=True)
+            job = await self._inline(process, request, caller, base_url, key)
+            if job is None:  # a request with the same key was recorded first: its job is the answer
+                return await self._replay(caller, key, prefs) or await self.execute(caller, process, request,
+                                                                                     prefs, base_url, key)
+            return Execution(job, "sync", applied, done=True)
         job = new_job(process.description, request, mode=mode, namespace=namespace, engine=self.engine.name,
                       base_url=base_url, owner=caller.subject)
-        await asyncio.to_thread(rt.store.jobs.create, job)
+        if not await self._create(job, caller, key):
+            return await self._replay(caller, key, prefs) or await self.execute(caller, process, request, prefs,
+                                                                                 base_url, key)
         try:
             await self.engine.submit(job)
         except Exception:
             await asyncio.to_thread(rt.store.jobs.delete, job.id)  # not accepted after all: keep no trace
+            if key is not None:
+                await asyncio.to_thread(rt.store.idempotency.forget, namespace, caller.subject or "", key.key)
             raise
         if mode == "sync":
             limit = rt.settings.server.sync_timeout
@@ -136,9 +165,43 @@ class JobService:
             job = done or job
         return Execution(job, mode, applied)
 
-    async def _inline(self, process: Process, request: models.Execute, caller: Caller, base_url: str) -> Job:
+    async def _create(self, job: Job, caller: Caller, key: IdempotencyKey | None) -> bool:
+        """Store a new job (with its idempotency key); False when the key was taken meanwhile."""
+        if key is None:
+            await asyncio.to_thread(self.rt.store.jobs.create, job)
+            return True
+        earlier = await asyncio.to_thread(self.rt.store.idempotency.create_job, job, caller.subject or "", key,
+                                          self.rt.settings.server.idempotency_ttl)
+        return earlier is None
+
+    async def _replay(self, caller: Caller, key: IdempotencyKey | None, prefs: ExecutionPreferences
+                      ) -> Execution | None:
+        """The execution a request with ``key`` led to, if the key was sent before (and its job is kept)."""
+        if key is None:
+            return None
+        rt = self.rt
+        use = await asyncio.to_thread(rt.store.idempotency.find, caller.namespace, caller.subject or "", key.key)
+        if use is None:
+            return None
+        if use.fingerprint != key.fingerprint:
+            raise IdempotencyKeyReused(f"the Idempotency-Key '{key.key}' was sent with another request (job "
+                                       f"{use.job_id}); a new request needs a new key")
+        job = await asyncio.to_thread(rt.store.jobs.get, use.job_id, caller.namespace)
+        if job is None:  # its job is gone: the key means nothing any more
+            await asyncio.to_thread(rt.store.idempotency.forget, caller.namespace, caller.subject or "", key.key)
+            return None
+        mode: Mode = "sync" if job.mode == "sync" else "async"
+        if mode == "sync" and job.active:  # as the first request did, wait for its end
+            limit = rt.settings.server.sync_timeout
+            job = await self.engine.wait(job.id, limit if prefs.wait is None else min(prefs.wait, limit)) or job
+        done = mode == "sync" and job.status.finished and job.status is not StatusCode.dismissed
+        return Execution(job, mode, done=done, replayed=True)
+
+    async def _inline(self, process: Process, request: models.Execute, caller: Caller, base_url: str,
+                      key: IdempotencyKey | None) -> Job | None:
         """Run in this process; the record is written after the response (batched), or before it when the
-        response links to outputs kept by reference."""
+        response links to outputs kept by reference, when the settings say so (``sync_record``) or with an
+        idempotency key (then None when a request with the same key was recorded first)."""
         job = new_job(process.description, request, mode="sync", namespace=caller.namespace, engine="inline",
                       base_url=base_url, owner=caller.subject)
         job.started = utcnow()
@@ -150,8 +213,10 @@ class JobService:
         job.duration = (job.finished - job.started).total_seconds()
         if outcome.status is StatusCode.successful:
             job.progress = 100
-        if job.request.wants_references:
-            await asyncio.to_thread(self.rt.store.jobs.create, job)
+        if key is not None or job.request.wants_references:
+            return job if await self._create(job, caller, key) else None
+        if self.rt.settings.server.sync_record == "durable":
+            await self.recorder.record(job)
         else:
             self.recorder.add(job)
         return job

@@ -6,11 +6,12 @@ from __future__ import annotations
 from ogcflow.store.apikeys import ApiKeyRecord, ApiKeyStore
 from ogcflow.store.callbacks import CallbackStore
 from ogcflow.store.db import make_engine, migrate
+from ogcflow.store.idempotency import IdempotencyStore, KeyUse
 from ogcflow.store.jobs import JobStore, worker_identity
 from ogcflow.store.processes import ProcessRecord, ProcessStore
 
-__all__ = ["ApiKeyRecord", "ApiKeyStore", "CallbackStore", "JobStore", "ProcessRecord", "ProcessStore", "Store",
-           "make_engine", "migrate", "worker_identity"]
+__all__ = ["ApiKeyRecord", "ApiKeyStore", "CallbackStore", "IdempotencyStore", "JobStore", "KeyUse", "ProcessRecord",
+           "ProcessStore", "Store", "make_engine", "migrate", "worker_identity"]
 
 
 class Store:
@@ -23,6 +24,7 @@ class Store:
         self.processes = ProcessStore(self.engine)
         self.callbacks = CallbackStore(self.engine)
         self.apikeys = ApiKeyStore(self.engine)
+        self.idempotency = IdempotencyStore(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

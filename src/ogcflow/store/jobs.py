@@ -105,7 +105,11 @@ class JobStore:
                              started=now, worker=worker, heartbeat=now, progress=0,
                              message="running"):
                     row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
-                    return _job_of(row)
+                    job = _job_of(row)
+                    if job.attempt > 1:  # a re-run of a lost job says so
+                        job.message = f"running (attempt {job.attempt})"
+                        self._set(conn, job_id, None, message=job.message)
+                    return job
         return None
 
     def mark_running(self, job_id: str, worker: str | None = None, run_ref: str | None = None) -> bool:
@@ -181,6 +185,20 @@ class JobStore:
             if status is StatusCode.successful:
                 values["progress"] = 100
             return self._set(conn, job_id, _ACTIVE, **values)
+
+    def rerun_lost(self, job_id: str, attempt: int, reason: str, attempts: int) -> bool:
+        """Queue a running job whose run was lost (its worker or its process died) again as its next attempt,
+        if ``attempt`` (the lost one, still the job's) is below ``attempts``; False when nothing changed."""
+        if attempt >= attempts:
+            return False
+        message = f"accepted: attempt {attempt + 1} of {attempts} waits to start (attempt {attempt}: {reason})"
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(jobs).where(jobs.c.id == job_id, jobs.c.status == StatusCode.running.value,
+                                   jobs.c.attempt == attempt)
+                .values(status=StatusCode.accepted.value, attempt=attempt + 1, started=None, worker=None,
+                        heartbeat=None, progress=0, message=message[:2000], updated=naive(utcnow()))
+            ).rowcount == 1
 
     def fail_lost(self, job_id: str, reason: str) -> bool:
         """Fail an active job whose process ended without recording it (killed, crashed, worker gone)."""

@@ -41,6 +41,7 @@ jobs = Table(
     Column("run_ref", String(256)),  # the engine's own id of the run (e.g. a Prefect flow run id)
     Column("log", String(512)),  # storage key of the job's log, when it keeps one
     Column("owner", String(256)),  # the subject of the caller who submitted it (None: anonymous)
+    Column("attempt", Integer, nullable=False, default=1, server_default="1"),  # which run (lost jobs re-run)
     Index("ix_jobs_ns_created", "namespace", "created"),
     Index("ix_jobs_ns_status_created", "namespace", "status", "created"),
     Index("ix_jobs_ns_process_created", "namespace", "process_id", "created"),
@@ -98,4 +99,18 @@ api_keys = Table(
     Column("name", String(256)),
     Column("created", DateTime, nullable=False),
     Column("revoked", DateTime),
+)
+
+#: the ``Idempotency-Key`` of execute requests: a retried submission finds the job its first one created
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("caller", String(256), primary_key=True),  # the caller's subject ("" when anonymous)
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # SHA-256 of the process id and the request body
+    Column("job_id", String(64), nullable=False),
+    Column("created", DateTime, nullable=False),
+    Column("expires", DateTime, nullable=False),
+    Index("ix_idempotency_keys_expires", "expires"),
 )

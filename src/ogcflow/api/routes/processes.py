@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Annotated, Any
 
 import orjson
@@ -15,7 +17,8 @@ from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.negotiation import JSONResp, respond
 from ogcflow.api.prefer import parse_prefer
 from ogcflow.api.results import results_response
-from ogcflow.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ogcflow.domain import IdempotencyKey
+from ogcflow.errors import InvalidInput, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 from ogcflow.jobs.status import status_info
 from ogcflow.models import ResponseMode
 from ogcflow.processes.base import Process
@@ -130,14 +133,36 @@ def parse_execute(data: Any) -> models.Execute:
         raise InvalidInput(f"execute request: {where}: {err['msg']}") from None
 
 
+#: an Idempotency-Key (draft-ietf-httpapi-idempotency-key-header: a Structured Fields string; a bare token is
+#: taken too): 1 to 255 visible ASCII characters
+_KEY = re.compile(r'^"?([\x21\x23-\x7e]{1,255})"?$')
+
+
+def idempotency_key(request: Request, process_id: str, data: Any) -> IdempotencyKey | None:
+    """The request's ``Idempotency-Key`` with the fingerprint of what it is sent with (the process and the
+    body, its keys sorted); None without one."""
+    values = request.headers.getlist("idempotency-key")
+    if not values:
+        return None
+    match = _KEY.match(values[0].strip()) if len(values) == 1 else None
+    if match is None:
+        raise InvalidParameter("Idempotency-Key: one string of 1 to 255 visible ASCII characters, e.g. "
+                               '"8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    fingerprint = hashlib.sha256(process_id.encode() + b"\n" + body).hexdigest()
+    return IdempotencyKey(key=match.group(1), fingerprint=fingerprint)
+
+
 async def execute(request: Request) -> Response:
     """POST /processes/{processId}/execution. A plain Starlette endpoint: it is the hot path, so it skips
     FastAPI's dependency solving (it calls the same :func:`get_ctx`); /api documents it (api/openapi.py)."""
     ctx = await get_ctx(request)
     process = ctx.processes.get(ctx.caller, request.path_params["processId"]).process  # 404 before the body
-    req = parse_execute(await read_json_body(request, ctx.settings.server.max_body_bytes))
+    data = await read_json_body(request, ctx.settings.server.max_body_bytes)
+    req = parse_execute(data)
+    key = idempotency_key(request, process.id, data)
     prefs = parse_prefer(request.headers.getlist("prefer")).for_execution()
-    run = await ctx.jobs.execute(ctx.caller, process, req, prefs, ctx.base_url)
+    run = await ctx.jobs.execute(ctx.caller, process, req, prefs, ctx.base_url, key)
     headers = {"Preference-Applied": ", ".join(run.applied)} if run.applied else {}
     job = run.job
     if run.done:
