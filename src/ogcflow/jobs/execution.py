@@ -119,7 +119,7 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
                          storage=storage, base_url=job.request.base_url)
         running.append(ctx)
         outcome = execute_process(rt, job, ctx)
-        if outcome.status is StatusCode.failed:
+        if outcome.status is StatusCode.failed and not _superseded(rt, job):
             storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
         log_key = None
         if ctx.log_path is not None and ctx.log_path.is_file():
@@ -127,12 +127,19 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
     if before_end is not None and not before_end(outcome, log_key):
         return None
     if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message, results=outcome.manifest,
-                            error=outcome.failure, log=log_key):
+                            error=outcome.failure, log=log_key, attempt=job.attempt):
         job = rt.store.jobs.for_engine(job.id) or job
         _notify(rt, job, "successUri" if outcome.status is StatusCode.successful else "failedUri")
-    else:
+    elif not _superseded(rt, job):
         storage.delete_job(job.id)  # dismissed while running: keep nothing
     return outcome.status
+
+
+def _superseded(rt: Runtime, job: Job) -> bool:
+    """Whether another attempt of the job runs (or ran) since this one was given up as lost: its files are
+    that attempt's."""
+    now = rt.store.jobs.for_engine(job.id)
+    return now is not None and now.attempt != job.attempt
 
 
 def _notify(rt: Runtime, job: Job, which: str) -> None:

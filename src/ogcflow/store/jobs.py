@@ -82,11 +82,14 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(insert(jobs), [_row_of(job) for job in batch])
 
-    def _set(self, conn: Connection, job_id: str, when: Iterable[str] | None, **values: Any) -> bool:
+    def _set(self, conn: Connection, job_id: str, when: Iterable[str] | None, attempt: int | None = None,
+             **values: Any) -> bool:
         values.setdefault("updated", naive(utcnow()))
         stmt = update(jobs).where(jobs.c.id == job_id)
         if when is not None:
             stmt = stmt.where(jobs.c.status.in_(list(when)))
+        if attempt is not None:
+            stmt = stmt.where(jobs.c.attempt == attempt)
         return conn.execute(stmt.values(**values)).rowcount == 1
 
     def claim(self, engine: str, worker: str) -> Job | None:
@@ -166,8 +169,10 @@ class JobStore:
             )
 
     def finish(self, job_id: str, status: StatusCode, *, message: str | None = None,
-               results: Manifest | None = None, error: Failure | None = None, log: str | None = None) -> bool:
-        """End an active job. False when it had already ended (for instance dismissed meanwhile)."""
+               results: Manifest | None = None, error: Failure | None = None, log: str | None = None,
+               attempt: int | None = None) -> bool:
+        """End an active job (if ``attempt`` is given: only while that is the job's attempt). False when it had
+        already ended (for instance dismissed meanwhile), or another attempt of it runs."""
         now = utcnow()
         with self.engine.begin() as conn:
             row = conn.execute(select(jobs.c.started).where(jobs.c.id == job_id)).first()
@@ -184,7 +189,7 @@ class JobStore:
                 values["started"] = naive(now)
             if status is StatusCode.successful:
                 values["progress"] = 100
-            return self._set(conn, job_id, _ACTIVE, **values)
+            return self._set(conn, job_id, _ACTIVE, attempt, **values)
 
     def rerun_lost(self, job_id: str, attempt: int, reason: str, attempts: int) -> bool:
         """Queue a running job whose run was lost (its worker or its process died) again as its next attempt,
