@@ -126,6 +126,7 @@ class _Child:
     pid: int
     started: float
     pidfd: int = -1
+    attempt: int = 1
 
 
 def pid_alive(pid: int) -> bool:
@@ -169,23 +170,27 @@ class Worker:
 
     # -- what the worker does to a job it ends ---------------------------------------------------
 
-    def lost(self, job_id: str, reason: str, *, rerun: bool = False) -> None:
+    def lost(self, job_id: str, reason: str, *, rerun: bool = False, attempt: int | None = None) -> None:
         """A job ended without its process recording it (killed, crashed, timed out, worker gone).
         ``rerun``: its run was lost through no fault of its own (worker or process killed), so it is queued
-        again while its process allows another attempt (:meth:`rerun_lost`)."""
+        again while its process allows another attempt (:meth:`rerun_lost`). ``attempt``: the attempt that
+        was lost, if known (a later one is left alone)."""
         if rerun:
-            reason = self.rerun_lost(job_id, reason)
+            reason = self.rerun_lost(job_id, reason, attempt)
             if not reason:
                 return
-        self.rt.store.jobs.fail_lost(job_id, reason)
+        self.rt.store.jobs.fail_lost(job_id, reason, attempt)
         self.source.ended(job_id, End.lost, reason)
 
-    def rerun_lost(self, job_id: str, reason: str) -> str:
+    def rerun_lost(self, job_id: str, reason: str, attempt: int | None = None) -> str:
         """Queue a lost job again as its next attempt, up to ``1 + Process.lost_reruns`` attempts: "" when it
-        is queued, else the reason to fail it with (naming the attempt when it was a re-run)."""
+        is queued (or a later attempt runs already), else the reason to fail it with (naming the attempt
+        when it was a re-run)."""
         job = self.rt.store.jobs.for_engine(job_id) if self.source.reruns_lost else None
         if job is None:
             return f"{reason}; submit it again"
+        if attempt is not None and attempt != job.attempt:
+            return ""
         try:
             attempts = 1 + max(0, self.rt.catalog.get(job.process_id, job.namespace).lost_reruns)
         except Exception:  # undeployed meanwhile: nothing to run again
@@ -281,7 +286,10 @@ class Worker:
             self.last_beat = now
         if now - self.last_reap >= 5.0:
             self.last_reap = now
+            mine = {c.job_id for c in self.children.values()}  # alive: silent only while the store was not
             for job_id in self.rt.store.jobs.stale_running(self.source.engine, settings.stale_after_seconds):
+                if job_id in mine:
+                    continue
                 log.warning("job %s failed: its worker went silent", job_id)
                 self.lost(job_id, "the worker running this job stopped responding (lost worker)", rerun=True)
             self._check_dispatcher()
@@ -326,7 +334,8 @@ class Worker:
     def shutdown(self) -> None:
         for child in list(self.children.values()):
             self._kill(child)
-            self.lost(child.job_id, "the worker was stopped while this job was running", rerun=True)
+            self.lost(child.job_id, "the worker was stopped while this job was running", rerun=True,
+                      attempt=child.attempt)
         self._collect()
         for plugin in reversed(self._started):
             try:
@@ -366,7 +375,8 @@ class Worker:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = -1
-        self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic(), pidfd=pidfd)
+        self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic(), pidfd=pidfd,
+                                    attempt=job.attempt)
         self.rt.store.jobs.set_worker(job.id, f"{self.identity}/{pid}")
 
     def _collect(self) -> None:
@@ -385,12 +395,12 @@ class Worker:
             elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
-                self.lost(child.job_id, f"the job's process {how}", rerun=True)
+                self.lost(child.job_id, f"the job's process {how}", rerun=True, attempt=child.attempt)
             elif now_status is StatusCode.running:
-                self._unfinished(child.job_id)
+                self._unfinished(child.job_id, child.attempt)
             # accepted: the job's process gave it back to its source, which starts it again later
 
-    def _unfinished(self, job_id: str) -> None:
+    def _unfinished(self, job_id: str, attempt: int) -> None:
         """A job process ended normally without recording its job's end: cancelled in the engine, or lost."""
         try:
             cancelled = job_id in self.source.cancelled([job_id], fresh=True)
@@ -401,7 +411,7 @@ class Worker:
             self._dismiss(job_id)
             self.stopped(job_id)
         else:
-            self.lost(job_id, "the job's process ended without recording a result")
+            self.lost(job_id, "the job's process ended without recording a result", attempt=attempt)
 
     def _dismiss(self, job_id: str) -> None:
         job = self.rt.store.jobs.for_engine(job_id)
@@ -425,7 +435,8 @@ class Worker:
                 self.stopped(child.job_id)
             elif now - child.started > limit:
                 self._kill(child)
-                self.lost(child.job_id, f"the job ran longer than the limit of {limit:g} s and was stopped")
+                self.lost(child.job_id, f"the job ran longer than the limit of {limit:g} s and was stopped",
+                          attempt=child.attempt)
 
     def _kill(self, child: _Child) -> None:
         try:

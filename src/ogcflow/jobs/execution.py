@@ -95,6 +95,7 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
     if attempt == 1:
         _notify(rt, job, "inProgressUri")
 
+    again = f" (attempt {job.attempt})" if job.attempt > 1 else ""  # a re-run of a lost job says so
     storage = rt.storage_for(job.namespace)
     running: list[JobContext] = []
     published = [0.0]
@@ -111,6 +112,7 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
                 log_key = storage.put_file(job.id, LOG_NAME, path)
             except Exception:  # a storage hiccup costs the live log, never the job
                 log.warning("job %s: the log so far could not be stored", job.id, exc_info=True)
+        message = None if message is None else message + again
         if not rt.store.jobs.progress(job.id, percent, message, log=log_key) and log_key is not None:
             storage.delete_job(job.id)  # dismissed meanwhile: keep nothing (its files were deleted already)
 
@@ -126,7 +128,7 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
             log_key = storage.put_file(job.id, LOG_NAME, ctx.log_path)
     if before_end is not None and not before_end(outcome, log_key):
         return None
-    if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message, results=outcome.manifest,
+    if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message + again, results=outcome.manifest,
                             error=outcome.failure, log=log_key, attempt=job.attempt):
         job = rt.store.jobs.for_engine(job.id) or job
         _notify(rt, job, "successUri" if outcome.status is StatusCode.successful else "failedUri")

@@ -205,9 +205,10 @@ class JobStore:
                         heartbeat=None, progress=0, message=message[:2000], updated=naive(utcnow()))
             ).rowcount == 1
 
-    def fail_lost(self, job_id: str, reason: str) -> bool:
-        """Fail an active job whose process ended without recording it (killed, crashed, worker gone)."""
-        return self.finish(job_id, StatusCode.failed, message=reason, error=Failure(detail=reason))
+    def fail_lost(self, job_id: str, reason: str, attempt: int | None = None) -> bool:
+        """Fail an active job whose process ended without recording it (killed, crashed, worker gone); with
+        ``attempt``: only while that is its attempt."""
+        return self.finish(job_id, StatusCode.failed, message=reason, error=Failure(detail=reason), attempt=attempt)
 
     def dismiss(self, job_id: str, namespace: str) -> Job | None:
         """Mark a job dismissed. Returns the job as it was before, or None if there is none."""
