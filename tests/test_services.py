@@ -233,6 +233,24 @@ def test_find_limit_is_capped_by_the_settings(tmp_path: Path) -> None:
         srv.close()
 
 
+def test_durable_sync_records_are_stored_before_the_answer(tmp_path: Path) -> None:
+    srv = make_server(tmp_path / "durable", sync_record="durable")
+
+    async def scenario() -> None:
+        svc = job_service(srv)
+        hello = process(srv, "hello-world")
+        runs = await asyncio.gather(*(svc.execute(A, hello, models.Execute(inputs={"name": f"d{n}"}),
+                                                  ExecutionPreferences(), BASE) for n in range(20)))
+        assert not svc.recorder.pending  # nothing left to write after the answers
+        assert srv.rt.store.jobs.count("a") == 20
+        assert {srv.rt.store.jobs.get(r.job.id, "a").status for r in runs} == {StatusCode.successful}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        srv.close()
+
+
 class Controlled(Process):
     def __init__(self, options: list[JobControlOption]) -> None:
         self.description = models.Process(id="controlled", version="1", jobControlOptions=options)
