@@ -210,3 +210,23 @@ def test_area_of_interest_of_a_job() -> None:
     assert area_of_interest({"where": {"bbox": [0, 1, 5, 2, 3, 9]}}) == [0.0, 1.0, 2.0, 3.0]
     assert area_of_interest({"name": "1,2,3,4"}) is None  # a string named like no area
     assert area_of_interest({"aoi": "a,b,c,d"}) is None
+
+
+def test_a_package_declares_itself_idempotent_with_a_cwl_hint() -> None:
+    from ogcflow.packages.cwl import lost_reruns
+
+    tool = "cwlVersion: v1.2\nclass: CommandLineTool\nid: t\nbaseCommand: [true]\ninputs: []\noutputs: []\n"
+    assert lost_reruns(tool, "t") == 0
+    ns = "$namespaces: {ogcflow: 'https://ogcflow.dev/cwl#'}\n"
+    assert lost_reruns(tool + ns + "hints:\n  ogcflow:Idempotent: {}\n", "t") == 1
+    assert lost_reruns(tool + ns + "hints:\n  - {class: 'ogcflow:Idempotent', reruns: 3}\n", "t") == 3
+    assert lost_reruns(tool + ns + "hints:\n  - {class: 'ogcflow:Idempotent', reruns: 99}\n", "t") == 5
+    other = "$namespaces: {of: 'https://ogcflow.dev/cwl#'}\nhints:\n  of:Idempotent: {reruns: 2}\n"
+    assert lost_reruns(tool + other, "t") == 2
+    assert lost_reruns(tool + ns + "hints:\n  ogcflow:NotIdempotent: {}\n", "t") == 0
+    graph = ("cwlVersion: v1.2\n" + ns + "$graph:\n"
+             "  - {class: CommandLineTool, id: a, baseCommand: [true], inputs: [], outputs: [],\n"
+             "     hints: [{class: 'ogcflow:Idempotent'}]}\n"
+             "  - {class: CommandLineTool, id: b, baseCommand: [true], inputs: [], outputs: []}\n")
+    assert (lost_reruns(graph, "a"), lost_reruns(graph, "b")) == (1, 0)
+    assert lost_reruns("not: [cwl", "t") == 0
