@@ -251,6 +251,29 @@ def test_durable_sync_records_are_stored_before_the_answer(tmp_path: Path) -> No
         srv.close()
 
 
+def test_idempotency_keys_are_kept_per_caller(server: Server) -> None:
+    from ogcflow.domain import IdempotencyKey
+
+    async def scenario() -> None:
+        svc = job_service(server)
+        sleep = process(server, "sleep")
+        request = models.Execute(inputs={"seconds": 30})
+        key = IdempotencyKey(key="same", fingerprint="f" * 64)
+        prefs = ExecutionPreferences(respond_async=True)
+        alice, bob = Caller("a", subject="alice"), Caller("a", subject="bob")
+        first = await svc.execute(alice, sleep, request, prefs, BASE, key)
+        again = await svc.execute(alice, sleep, request, prefs, BASE, key)
+        theirs = await svc.execute(bob, sleep, request, prefs, BASE, key)
+        assert again.job.id == first.job.id and again.replayed and not first.replayed
+        assert theirs.job.id != first.job.id and not theirs.replayed
+        assert server.rt.store.jobs.count("a") == 2
+        with pytest.raises(OGCError) as err:
+            await svc.execute(alice, sleep, request, prefs, BASE, IdempotencyKey(key="same", fingerprint="0" * 64))
+        assert err.value.status == 422
+
+    asyncio.run(scenario())
+
+
 class Controlled(Process):
     def __init__(self, options: list[JobControlOption]) -> None:
         self.description = models.Process(id="controlled", version="1", jobControlOptions=options)
