@@ -143,7 +143,8 @@ def test_kill_of_the_api_reruns_its_running_job_after_a_restart(tmp_path: Path) 
     first = Server(tmp_path / "data", env=FAST, workers=1).start()
     try:
         with httpx.Client(base_url=first.url, timeout=30) as c:
-            running = submit(c, "sleep", {"seconds": 2})
+            # long enough to outlast the worker's look at its parent (every 5 s)
+            running = submit(c, "sleep", {"seconds": 10})
             wait_for(c, f"/jobs/{running}", statuses=("running",))
             queued = [submit(c, "hello-world", {"name": f"q{i}"}) for i in range(3)]
         assert first.proc is not None
