@@ -45,14 +45,16 @@ class ProcessPool:
                 self.worker.wait()
 
 
-def start_process_pool(workdir: Path, limit: int = 4) -> ProcessPool:
-    """A new process work pool, the test flows deployed to it, and a Prefect process worker polling it."""
+def start_process_pool(workdir: Path, limit: int = 4, poll_seconds: float = 1.0) -> ProcessPool:
+    """A new process work pool, the test flows deployed to it, and a Prefect process worker polling it every
+    ``poll_seconds`` (Prefect's default: 10 s)."""
     pool = "native-" + uuid.uuid4().hex[:8]
     storage = workdir / "flows"
     storage.mkdir(parents=True)
     shutil.copy(FLOWS / "native_flows.py", storage)
     path = os.pathsep.join([str(storage), str(SRC), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env = {**os.environ, "PYTHONPATH": path, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {**os.environ, "PYTHONPATH": path, "PREFECT_LOGGING_LEVEL": "WARNING",
+           "PREFECT_WORKER_QUERY_SECONDS": str(poll_seconds)}
     prefect = str(Path(sys.executable).parent / "prefect")
     subprocess.run([prefect, "work-pool", "create", pool, "--type", "process"], env=env, check=True,
                    capture_output=True)
