@@ -4,7 +4,10 @@ deployment (Prefect's retries, tasks), dismissing the job cancels the run, callb
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +38,10 @@ def server(pool: ProcessPool, tmp_path_factory: pytest.TempPathFactory) -> Itera
     srv.env["PYTHONPATH"] = pool.env["PYTHONPATH"]
     srv.data_dir.mkdir(parents=True, exist_ok=True)
     register(srv.env, pool.deployments["area"], "area", "area", "report=text/plain")
-    for fn in ("flaky", "broken", "sleepy"):
+    for fn in ("flaky", "broken"):
         register(srv.env, pool.deployments[fn], f"native-{fn}")
+    # and one named by the setting, registered when the server starts (its id: <flow>-<deployment>)
+    srv.env["OGCFLOW_PREFECT_DEPLOYMENTS"] = json.dumps([pool.deployments["sleepy"]])
     srv.start()
     try:
         yield srv
@@ -109,7 +114,7 @@ def test_jobs_are_flow_runs_of_the_deployment(server: Server, pool: ProcessPool,
 def test_dismiss_cancels_the_flow_run(server: Server, pool: ProcessPool) -> None:
     c = httpx.Client(base_url=server.url, timeout=30)
     api = pool.api
-    job = submit(c, "native-sleepy", {"seconds": 120})
+    job = submit(c, f"native-sleep-{pool.pool}", {"seconds": 120})
     deadline = time.monotonic() + 90
     while "Running" not in (c.get(f"/jobs/{job}").json().get("message") or ""):
         assert time.monotonic() < deadline, c.get(f"/jobs/{job}").json()
@@ -119,3 +124,13 @@ def test_dismiss_cancels_the_flow_run(server: Server, pool: ProcessPool) -> None
     (run,) = runs_of_job(api, job)
     assert wait_run(api, run["id"], ("CANCELLED",), timeout=60)["state"]["type"] == "CANCELLED"
     assert c.get(f"/jobs/{job}").json()["status"] == "dismissed"
+
+
+def test_register_names_an_existing_deployment(server: Server) -> None:
+    done = subprocess.run([sys.executable, "-m", "ogcflow", "prefect", "register", "native-area/no-such-pool"],
+                          env=server.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "no deployment 'native-area/no-such-pool'" in done.stderr
+    bad = subprocess.run([sys.executable, "-m", "ogcflow", "prefect", "register", "native-area/x", "--output",
+                          "not an id"], env=server.env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "not an output id" in bad.stderr

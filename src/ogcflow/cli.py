@@ -108,6 +108,27 @@ def _seed(settings: Settings) -> None:
         server.close()
 
 
+def _register_deployments(settings: Settings) -> None:
+    """The Prefect deployments of OGCFLOW_PREFECT_DEPLOYMENTS as processes (a failure is told, not fatal)."""
+    if not settings.prefect.deployments:
+        return
+    from ogcflow.engines.native import register
+    from ogcflow.errors import ServiceUnavailable
+    from ogcflow.store import Store
+
+    store = Store(settings.store.db_url)
+    try:
+        for name in settings.prefect.deployments:
+            try:
+                record = register(settings.prefect, store.processes, name)
+            except (LookupError, ValueError, ServiceUnavailable) as exc:
+                console.print(f"[yellow]OGCFLOW_PREFECT_DEPLOYMENTS: {name}: {exc}[/]")
+            else:
+                console.print(f"process {record.id}: the Prefect deployment {record.entry}")
+    finally:
+        store.dispose()
+
+
 @app.command(epilog=_settings_help())
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -127,6 +148,7 @@ def serve(
 
     migrate(settings.store.db_url)
     _seed(settings)
+    _register_deployments(settings)
     import uvicorn
 
     supervisor = None
