@@ -134,3 +134,20 @@ def test_register_names_an_existing_deployment(server: Server) -> None:
     bad = subprocess.run([sys.executable, "-m", "ogcflow", "prefect", "register", "native-area/x", "--output",
                           "not an id"], env=server.env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "not an output id" in bad.stderr
+
+
+def test_cancel_in_prefect_dismisses_the_job(server: Server, pool: ProcessPool, recorder: Recorder) -> None:
+    c = httpx.Client(base_url=server.url, timeout=30)
+    api = pool.api
+    job = submit(c, f"native-sleep-{pool.pool}", {"seconds": 120}, subscriber={"failedUri": recorder.url + "/f"})
+    deadline = time.monotonic() + 90
+    while "Running" not in (c.get(f"/jobs/{job}").json().get("message") or ""):
+        assert time.monotonic() < deadline, c.get(f"/jobs/{job}").json()
+        time.sleep(0.2)
+    (run,) = runs_of_job(api, job)
+    api.post(f"flow_runs/{run['id']}/set_state", json={"state": {"type": "CANCELLING", "name": "Cancelling"},
+                                                       "force": True}).raise_for_status()
+    info = wait_for(c, f"/jobs/{job}", timeout=60)
+    assert info["status"] == "dismissed", info
+    assert "cancelled in Prefect" in info["message"]
+    assert not recorder.received("/f")  # a dismissal is no failure

@@ -37,7 +37,7 @@ from ogcflow.engines.prefect_api import (
     runs_tagged,
     state_body,
 )
-from ogcflow.errors import ProcessError
+from ogcflow.errors import ProcessCancelled, ProcessError
 from ogcflow.models import JobControlOption, TransmissionMode
 from ogcflow.processes.base import JobContext, OutputValue, Process
 from ogcflow.processes.catalog import ProcessFactory
@@ -169,8 +169,11 @@ class DeploymentProcess(Process):
             api.close()
         state = final.get("state") or {}
         kind, label = str(state.get("type") or ""), str(state.get("name") or state.get("type") or "")
+        message = state.get("message") or ""
+        if kind == "CANCELLED":
+            raise ProcessCancelled(f"the Prefect flow run {final.get('name')} was cancelled in Prefect"
+                                   + (f": {message}" if message else ""))
         if kind != "COMPLETED":
-            message = state.get("message") or ""
             raise ProcessError(f"the Prefect flow run {final.get('name')} ended {label}"
                                + (f": {message}" if message else ""))
         return self._outputs(ctx.job_id, storage)
