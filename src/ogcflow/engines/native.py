@@ -20,7 +20,9 @@ created once per job (its idempotency key is the job id).
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,13 +39,15 @@ from ogcflow.engines.prefect_api import (
     runs_tagged,
     state_body,
 )
-from ogcflow.errors import ProcessCancelled, ProcessError
+from ogcflow.errors import ProcessCancelled, ProcessError, ServiceUnavailable
 from ogcflow.models import JobControlOption, TransmissionMode
 from ogcflow.processes.base import JobContext, OutputValue, Process
 from ogcflow.processes.catalog import ProcessFactory
 from ogcflow.settings import PrefectSettings
 from ogcflow.storage import LocalStorage, ResultStorage
 from ogcflow.store.processes import NewPackage, ProcessRecord, ProcessStore
+
+log = logging.getLogger("ogcflow.prefect")
 
 #: the media type (and so the kind) of a process row that names a Prefect deployment
 KIND = "application/vnd.ogcflow.prefect-deployment+json"
@@ -52,6 +56,10 @@ DEFAULT_OUTPUT = "result"
 JOB_TAG = "ogcflow-job:"
 #: the longest pause between two looks at a run (the first are 50 ms apart, growing)
 MAX_POLL = 0.5
+#: how long a job follows its run while Prefect's API cannot be reached (the flow itself may run on)
+UNREACHABLE_FOR = 600.0
+#: a dismissal that found no run looks again this much later (the job's process may have been creating it)
+LOOK_AGAIN_AFTER = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +191,7 @@ class DeploymentProcess(Process):
         seen = ""
         delay = 0.05
         started = time.monotonic()
+        down_since: float | None = None
         while True:
             state = run.get("state") or {}
             label = str(state.get("name") or state.get("type") or "")
@@ -193,7 +202,18 @@ class DeploymentProcess(Process):
                 return run
             time.sleep(delay)
             delay = min(delay * 1.5, MAX_POLL if time.monotonic() - started < 60 else 2.0)
-            found = read_run(api, str(run["id"]))
+            try:
+                found = read_run(api, str(run["id"]))
+            except ServiceUnavailable as exc:  # the flow runs on without Prefect's API: wait for it
+                if down_since is None:
+                    down_since = time.monotonic()
+                    ctx.progress(None, f"Prefect flow run {run.get('name')}: {label}; Prefect is unreachable "
+                                       f"({exc.detail}), looked at again")
+                if time.monotonic() - down_since > UNREACHABLE_FOR:
+                    raise
+                delay = 2.0
+                continue
+            down_since = None
             if found is None:
                 raise ProcessError(f"the Prefect flow run {run.get('name')} was deleted")
             run = found
@@ -225,11 +245,18 @@ class DeploymentProcess(Process):
             return OutputValue(value=data, media_type=value.get("type") or "application/octet-stream")
         return value
 
-    def dismissed(self, job_id: str) -> None:
-        """Cancel the job's flow run (Cancelling when a worker has it: Prefect's worker stops it)."""
+    def dismissed(self, job_id: str, again: bool = True) -> None:
+        """Cancel the job's flow run (Cancelling when a worker has it: Prefect's worker stops it). When there
+        is none yet, look again a little later: the job's process may have been creating it as it was
+        stopped."""
         api = self._api()
         try:
-            for run in runs_tagged(api, f"{JOB_TAG}{job_id}"):
+            runs = runs_tagged(api, f"{JOB_TAG}{job_id}")
+            if not runs and again:
+                timer = threading.Timer(LOOK_AGAIN_AFTER, self._dismissed_later, args=(job_id,))
+                timer.daemon = True
+                timer.start()
+            for run in runs:
                 state = str((run.get("state") or {}).get("type") or "")
                 if state in FINAL_STATES or state == "CANCELLING":
                     continue
@@ -239,6 +266,13 @@ class DeploymentProcess(Process):
                                 "force": True})
         finally:
             api.close()
+
+
+    def _dismissed_later(self, job_id: str) -> None:
+        try:
+            self.dismissed(job_id, again=False)
+        except ServiceUnavailable as exc:
+            log.warning("job %s: its flow run, if any, could not be cancelled: %s", job_id, exc)
 
 
 def factory(settings: PrefectSettings) -> ProcessFactory:
