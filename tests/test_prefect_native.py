@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openapi_spec_validator import validate as validate_openapi
 
 from tests.conftest import Recorder, wait_for
 from tests.prefect_native_support import ProcessPool, register, runs_of_job, start_process_pool, wait_run
@@ -69,6 +70,9 @@ def test_deployment_parameters_are_the_inputs(server: Server) -> None:
     assert "width" in bad.json()["detail"]
     missing = c.post("/processes/area/execution", json={"inputs": {"height": 2}})
     assert missing.status_code == 400 and "width" in missing.json()["detail"]
+    doc = c.get("/api").json()  # the OpenAPI document with the deployments' processes in it stays valid
+    validate_openapi(doc)
+    assert any("/processes/area/execution" in path for path in doc["paths"])
 
 
 def test_jobs_are_flow_runs_of_the_deployment(server: Server, pool: ProcessPool, recorder: Recorder,

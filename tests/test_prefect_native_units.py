@@ -35,7 +35,8 @@ def test_parameters_become_inputs() -> None:
     aoi, year, band = desc.inputs["aoi"], desc.inputs["year"], desc.inputs["band"]
     assert aoi.minOccurs == 1 and aoi.description == "the area" and aoi.schema_ == {"type": "string"}
     assert year.minOccurs == 0 and year.schema_ == {"type": "integer", "default": 2024}
-    jsonschema.validate("green", band.schema_)  # the $ref resolves inside the input's own schema
+    assert "$ref" not in str(band.schema_)  # definitions inlined: the schema stands alone (also in /api)
+    jsonschema.validate("green", band.schema_)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate("red", band.schema_)
     assert desc.outputs["map"].schema_ == {"type": "string", "contentMediaType": "image/tiff"}

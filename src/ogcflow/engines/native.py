@@ -96,10 +96,27 @@ class DeploymentRef:
                    tuple(OutputSpec(str(o["id"]), o.get("media_type")) for o in data["outputs"]))
 
 
+def _inline(node: Any, definitions: dict[str, Any], depth: int = 0) -> Any:
+    """``node`` with the ``$ref``s to the parameter schema's definitions replaced by the definitions
+    themselves (an input's schema stands alone, also in the OpenAPI document); a model that refers to itself
+    is cut at depth 8 (any value)."""
+    if isinstance(node, list):
+        return [_inline(item, definitions, depth) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(("#/definitions/", "#/$defs/")):
+        target = definitions.get(ref.rsplit("/", 1)[1])
+        rest = {k: _inline(v, definitions, depth) for k, v in node.items() if k != "$ref"}
+        if target is None or depth >= 8:
+            return rest
+        return {**_inline(target, definitions, depth + 1), **rest}
+    return {k: _inline(v, definitions, depth) for k, v in node.items()}
+
+
 def _input(name: str, prop: dict[str, Any], required: bool, definitions: dict[str, Any]) -> JSONObject:
-    schema = {k: v for k, v in prop.items() if k not in ("position", "title", "description")}
-    if definitions and "$ref" in json.dumps(schema):
-        schema["definitions"] = definitions  # Prefect's "#/definitions/..." resolve within the input's schema
+    schema = _inline({k: v for k, v in prop.items() if k not in ("position", "title", "description")},
+                     definitions)
     doc: JSONObject = {"title": str(prop.get("title") or name), "schema": schema,
                        "minOccurs": 1 if required else 0, "maxOccurs": 1}
     if prop.get("description"):
