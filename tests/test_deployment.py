@@ -87,6 +87,7 @@ def test_two_apis_two_workers_one_prefect(tmp_path: Path, s3: dict[str, str], sc
             a.stop()
 
 
+@pytest.mark.timeout(900)
 def test_prefect_native_processes_beside_ogcflow_workers(tmp_path: Path, s3: dict[str, str]) -> None:
     """2 API processes, 2 ogcflow workers (Prefect engine) and a Prefect process worker, one PostgreSQL
     store, one Prefect server: jobs of both kinds through both APIs all succeed, each run exactly once."""

@@ -20,8 +20,9 @@ from tests.conftest import Recorder, wait_for
 from tests.prefect_native_support import ProcessPool, register, runs_of_job, start_process_pool, wait_run
 from tests.server import Server
 
-pytestmark = pytest.mark.skipif(not os.environ.get("PREFECT_API_URL"),
-                                reason="needs PREFECT_API_URL (scripts/test.sh starts a Prefect server)")
+pytestmark = [pytest.mark.skipif(not os.environ.get("PREFECT_API_URL"),
+                                 reason="needs PREFECT_API_URL (scripts/test.sh starts a Prefect server)"),
+              pytest.mark.timeout(600)]  # each flow run is a fresh interpreter: ~5 s, far more on a busy machine
 
 
 @pytest.fixture(scope="module")
