@@ -21,8 +21,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import WORK, start_ogcflow  # noqa: E402
 from tests.prefect_native_support import register, start_process_pool  # noqa: E402
+
+from bench.common import WORK, start_ogcflow  # noqa: E402
 
 
 def main() -> None:
