@@ -3,6 +3,7 @@
 # use), start PostgreSQL and Prefect for the benchmarks that need them, and run one benchmark script:
 #   bench/run.sh part1 [options of bench/bench_part1.py]
 #   bench/run.sh prefect [options of bench/bench_prefect.py]
+#   bench/run.sh prefect_native [options of bench/bench_prefect_native.py]   (a Prefect process worker too)
 #   bench/run.sh cwl [options of bench/bench_cwl.py]
 #   bench/run.sh water_bodies [options of bench/bench_water_bodies.py]   (starts a private S3 server)
 #   bench/run.sh auth [options of bench/bench_auth.py]   (starts an OpenID provider)
@@ -14,7 +15,7 @@ scripts/setup.sh test
 scripts/debs.sh wrk postgresql redis-server
 which=${1:-part1}
 shift || true
-if [ "$which" = prefect ]; then
+if [ "$which" = prefect ] || [ "$which" = prefect_native ]; then
   export OGCFLOW_PG_DIR=$(mktemp -d /tmp/ogcflow-pg.XXXXXX) OGCFLOW_PREFECT_DIR=$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)
   export OGCFLOW_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   export OGCFLOW_PREFECT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -39,6 +39,8 @@ app.add_typer(db_app, name="db")
 apikey_app = typer.Typer(help="API keys (stored hashed; a key is shown once, when it is created).",
                          no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+prefect_app = typer.Typer(help="Prefect deployments as OGC processes.", no_args_is_help=True)
+app.add_typer(prefect_app, name="prefect")
 
 
 def _logging(level: str) -> None:
@@ -106,6 +108,27 @@ def _seed(settings: Settings) -> None:
         server.close()
 
 
+def _register_deployments(settings: Settings) -> None:
+    """The Prefect deployments of OGCFLOW_PREFECT_DEPLOYMENTS as processes (a failure is told, not fatal)."""
+    if not settings.prefect.deployments:
+        return
+    from ogcflow.engines.native import register
+    from ogcflow.errors import ServiceUnavailable
+    from ogcflow.store import Store
+
+    store = Store(settings.store.db_url)
+    try:
+        for name in settings.prefect.deployments:
+            try:
+                record = register(settings.prefect, store.processes, name)
+            except (LookupError, ValueError, ServiceUnavailable) as exc:
+                console.print(f"[yellow]OGCFLOW_PREFECT_DEPLOYMENTS: {name}: {exc}[/]")
+            else:
+                console.print(f"process {record.id}: the Prefect deployment {record.entry}")
+    finally:
+        store.dispose()
+
+
 @app.command(epilog=_settings_help())
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -125,6 +148,7 @@ def serve(
 
     migrate(settings.store.db_url)
     _seed(settings)
+    _register_deployments(settings)
     import uvicorn
 
     supervisor = None
@@ -274,3 +298,37 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (ogcf
 
 if __name__ == "__main__":
     app()
+
+
+@prefect_app.command("register")
+def prefect_register(
+    deployment: Annotated[str, typer.Argument(help="The deployment: <flow name>/<deployment name> (or its id).")],
+    process_id: Annotated[str | None, typer.Option("--id", help="The process id (default: <flow>-<deployment>).")]
+    = None,
+    namespace: Annotated[str | None, typer.Option(help="Offer it in this namespace only (default: every "
+                                                       "namespace).")] = None,
+    output: Annotated[list[str] | None, typer.Option(help="An output the flow publishes: id (JSON data) or "
+                                                          "id=media/type (a file); repeatable (default: one "
+                                                          "output, 'result').")] = None,
+) -> None:
+    """Offer an existing Prefect deployment as an OGC process (inputs: its parameters; outputs: what the
+    flow publishes with ogcflow.flows). Registering it again updates the process (a new parameter schema)."""
+    settings, store = _store()
+    from ogcflow.domain import SHARED_NAMESPACE
+    from ogcflow.engines.native import OutputSpec, register
+    from ogcflow.errors import ServiceUnavailable
+    from ogcflow.store import Store
+
+    assert isinstance(store, Store)
+    try:
+        outputs = tuple(OutputSpec.parse(o) for o in output or [])
+        record = register(settings.prefect, store.processes, deployment, process_id=process_id,
+                          namespace=namespace or SHARED_NAMESPACE, outputs=outputs)
+    except (LookupError, ValueError, ServiceUnavailable) as exc:
+        console.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        store.dispose()
+    scope = "every namespace" if record.namespace == SHARED_NAMESPACE else f"namespace {record.namespace}"
+    console.print(f"process {record.id}: the Prefect deployment {record.entry} ({scope})")
+    print(record.id)

@@ -144,5 +144,10 @@ class ProcessError(Exception):
     """Raised by a process to fail its job with a clear message (no traceback shown to users)."""
 
 
+class ProcessCancelled(ProcessError):
+    """The process's work was cancelled outside ogcflow (e.g. its Prefect flow run, from Prefect's UI): the
+    job ends dismissed."""
+
+
 class InputFetchError(ProcessError):
     """An input given by reference could not be fetched."""

@@ -202,6 +202,10 @@ class PrefectSettings(SettingsGroup):
     unreachable_seconds: float = Field(
         10.0, ge=0, description="How long a call to Prefect is retried while Prefect cannot be reached "
                                 "(connection refused, reset or timed out; a gateway's 502) before it fails.")
+    deployments: list[str] = Field(
+        default_factory=list, description="Prefect deployments (<flow>/<deployment>, a JSON list) offered as OGC "
+                                          "processes of every namespace: registered or updated when `ogcflow "
+                                          "serve` starts, as `ogcflow prefect register` does.")
 
 
 class CWLSettings(SettingsGroup):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ogcflow.auth.authenticator import Authenticator
+from ogcflow.engines import native
 from ogcflow.engines.base import Engine
 from ogcflow.engines.worker import StoreQueue, Worker, WorkerPlugin
 from ogcflow.packages.hooks import CWLHooks
@@ -78,6 +79,7 @@ def build(settings: Settings) -> Server:
     store = Store(settings.store.db_url)
     catalog = ProcessCatalog(builtin_processes(), store.processes)
     catalog.register_factory("cwl", cwl_factory(settings.cwl, settings.network, ext.cwl))
+    catalog.register_factory(native.KIND, native.factory(settings.prefect))  # Prefect deployments
     rt = Runtime(settings=settings, store=store, storage=make_storage(settings.store), catalog=catalog)
     return Server(rt=rt, ext=ext)
 

@@ -439,3 +439,46 @@ class PrefectAsync:
 
     async def health(self) -> None:
         await self._call("GET", "health", "check its health")
+
+
+# -- Prefect deployments as OGC processes (engines/native.py) ------------------------------------------
+
+def read_deployment(api: PrefectSync, name: str) -> dict[str, Any] | None:
+    """A deployment by ``<flow name>/<deployment name>`` or by id; None when Prefect has none."""
+    flow, sep, dep = name.partition("/")
+    path = f"deployments/name/{flow}/{dep}" if sep else f"deployments/{name}"
+    resp = api._call("GET", path, "read the deployment")
+    if resp.status_code in (404, 422):
+        return None
+    if resp.status_code != 200:
+        raise PrefectUnavailable(f"Prefect refused the deployment: HTTP {resp.status_code} {resp.text[:300]}")
+    return dict(resp.json())
+
+
+def create_deployment_run(api: PrefectSync, deployment_id: str, *, name: str, parameters: dict[str, Any],
+                          tags: list[str], idempotency_key: str, job_variables: dict[str, Any]) -> dict[str, Any]:
+    """A flow run of a deployment (created once per idempotency key: a retried creation gives the same run).
+    A parameter Prefect refuses (the deployment enforces its schema) is a ``ValueError``."""
+    body = {"name": name, "parameters": parameters, "tags": tags, "idempotency_key": idempotency_key,
+            "job_variables": job_variables}
+    resp = api._call("POST", f"deployments/{deployment_id}/create_flow_run", "create a flow run", json=body)
+    if resp.status_code in (400, 409, 422):
+        raise ValueError(f"Prefect refused the flow run: {resp.text[:500]}")
+    if resp.status_code not in (200, 201):
+        raise PrefectUnavailable(f"Prefect refused the flow run: HTTP {resp.status_code} {resp.text[:300]}")
+    return dict(resp.json())
+
+
+def read_run(api: PrefectSync, run_id: str) -> dict[str, Any] | None:
+    """A flow run; None when Prefect has none."""
+    resp = api._call("GET", f"flow_runs/{run_id}", "read a flow run")
+    return dict(resp.json()) if resp.status_code == 200 else None
+
+
+def runs_tagged(api: PrefectSync, tag: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The flow runs that carry a tag."""
+    resp = api._call("POST", "flow_runs/filter", "read flow runs",
+                     json={"flow_runs": {"tags": {"all_": [tag]}}, "limit": limit})
+    if resp.status_code != 200:
+        raise PrefectUnavailable(f"Prefect refused the filter: HTTP {resp.status_code} {resp.text[:300]}")
+    return list(resp.json())

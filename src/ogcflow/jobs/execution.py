@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ogcflow import models
 from ogcflow.domain import Failure, Job, JobRequest, Manifest, Subscriber, job_failed, utcnow
-from ogcflow.errors import InputFetchError, ProcessError, ServiceUnavailable
+from ogcflow.errors import InputFetchError, ProcessCancelled, ProcessError, ServiceUnavailable
 from ogcflow.jobs.results import results_document, store_outputs
 from ogcflow.jobs.status import status_info
 from ogcflow.models import StatusCode
@@ -69,6 +69,8 @@ def execute_process(rt: Runtime, job: Job, ctx: JobContext, process: Process | N
         outputs = process.execute(inputs, ctx)
         manifest = store_outputs(job.id, outputs, job.request.outputs, rt.storage_for(job.namespace))
         return Outcome(StatusCode.successful, "successful", manifest=manifest)
+    except ProcessCancelled as exc:
+        return Outcome(StatusCode.dismissed, str(exc))
     except InputFetchError as exc:
         msg = f"an input could not be fetched: {exc}"
     except ServiceUnavailable as exc:  # e.g. the results storage
@@ -123,7 +125,7 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
         outcome = execute_process(rt, job, ctx)
         log_key = None
         try:
-            if outcome.status is StatusCode.failed and not _superseded(rt, job):
+            if outcome.status is not StatusCode.successful and not _superseded(rt, job):
                 storage.delete_job(job.id)  # what a failed process had written already (e.g. half a catalog)
             if ctx.log_path is not None and ctx.log_path.is_file():
                 log_key = storage.put_file(job.id, LOG_NAME, ctx.log_path)
@@ -134,7 +136,8 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
     if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message + again, results=outcome.manifest,
                             error=outcome.failure, log=log_key, attempt=job.attempt):
         job = rt.store.jobs.for_engine(job.id) or job
-        _notify(rt, job, "successUri" if outcome.status is StatusCode.successful else "failedUri")
+        if outcome.status is not StatusCode.dismissed:  # a dismissal has no callback (as through the API)
+            _notify(rt, job, "successUri" if outcome.status is StatusCode.successful else "failedUri")
     elif not _superseded(rt, job):
         storage.delete_job(job.id)  # dismissed while running: keep nothing
     return outcome.status

@@ -75,6 +75,10 @@ class Process(abc.ABC):
     def prepare(self) -> None:  # noqa: B027 - optional: most processes have nothing to prepare
         """Work worth doing once in a worker before it forks job processes (e.g. loading a CWL package)."""
 
+    def dismissed(self, job_id: str) -> None:  # noqa: B027 - optional: most processes' work is the job process
+        """The job was dismissed (in the API process): stop work the process started outside its job process
+        (e.g. a flow run of a Prefect deployment); the job process itself is stopped by its worker."""
+
     @abc.abstractmethod
     def execute(self, inputs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Run with validated inputs; return output id -> value (plain or :class:`OutputValue`)."""

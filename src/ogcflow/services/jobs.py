@@ -31,6 +31,7 @@ from ogcflow.errors import (
     InvalidParameter,
     NoSuchJob,
     NoSuchOutput,
+    NoSuchProcess,
     NotFound,
     OGCError,
     ResultNotReady,
@@ -338,6 +339,11 @@ class JobService:
                 await self.engine.dismiss(before)
             except ServiceUnavailable as exc:  # the work is stopped anyway: workers act on the store's status
                 log.warning("job %s dismissed, but its engine could not be told: %s", job_id, exc)
+            try:
+                process = await asyncio.to_thread(rt.catalog.get, before.process_id, before.namespace)
+                await asyncio.to_thread(process.dismissed, job_id)
+            except (NoSuchProcess, ServiceUnavailable) as exc:  # the job is dismissed; its work may run on
+                log.warning("job %s dismissed, but its process could not stop its work: %s", job_id, exc)
         try:
             await asyncio.to_thread(rt.storage_for(caller.namespace).delete_job, job_id)
         except ServiceUnavailable as exc:  # the job is dismissed; its worker deletes the files again when it stops
