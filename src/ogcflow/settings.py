@@ -162,6 +162,9 @@ class NetworkSettings(SettingsGroup):
         False, description="Allow inputs by reference and callbacks to loopback/private addresses (off: refused).")
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Hosts always allowed for outbound fetches and callbacks.")
+    local_roots: list[Path] = Field(
+        default_factory=list, description="Directories under which File and Directory inputs given as local "
+                                          "paths or file:// URLs may be read (none: such inputs are refused).")
 
 
 class EngineSettings(SettingsGroup):

@@ -10,26 +10,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from ogcflow.eo.config import StepConfig
 from ogcflow.eo.errors import StepError
 from ogcflow.errors import InputFetchError
-from ogcflow.netpolicy import check_url, fetch
+from ogcflow.netpolicy import check_url, fetch, is_local, local_path
 
 
 def _local(ref: str, settings: StepConfig) -> Path | None:
     """The local path of ``ref`` if it is one (``file://`` or a plain path), checked against the roots."""
-    parts = urlsplit(ref)
-    if parts.scheme in ("http", "https"):
+    if not is_local(ref):
         return None
-    if parts.scheme not in ("", "file"):
-        raise StepError(f"{ref}: only http(s) URLs (or local files under OGCFLOW_EO_LOCAL_ROOTS) can be read")
-    path = Path(unquote(parts.path) if parts.scheme == "file" else ref).resolve()
-    roots = [Path(r).resolve() for r in settings.eo_local_roots]
-    if not any(path == root or root in path.parents for root in roots):
-        raise StepError(f"{ref}: local files are only read under OGCFLOW_EO_LOCAL_ROOTS")
-    return path
+    try:
+        return local_path(ref, settings.eo_local_roots, "OGCFLOW_EO_LOCAL_ROOTS")
+    except InputFetchError as exc:
+        raise StepError(str(exc)) from None
 
 
 def read_item(ref: str, settings: StepConfig) -> Any:
@@ -91,7 +86,9 @@ def find_asset(item: Any, band: str) -> tuple[str, Any]:
 
 
 def open_href(href: str, item: Any, settings: StepConfig) -> str:
-    """What rasterio should open for an asset href: policed, and signed for Planetary Computer storage."""
+    """What rasterio should open for an asset href: policed, and signed for Planetary Computer storage.
+    GDAL reads http(s) hrefs through the policing proxy (:func:`gdal_options`), so the redirects it follows
+    are checked too."""
     path = _local(href, settings)
     if path is not None:
         return str(path)
@@ -103,3 +100,26 @@ def open_href(href: str, item: Any, settings: StepConfig) -> str:
 
     return Signer(settings).sign(href, item.collection_id or "")
 
+
+
+def gdal_options(href: str, settings: StepConfig) -> dict[str, str]:
+    """GDAL configuration for reading ``href``: an http(s) href goes through this process's policing proxy
+    (every request GDAL makes, each redirect it follows included, checked and pinned to the checked address)."""
+    if is_local(href):
+        return {}
+    import os
+
+    from ogcflow.netpolicy import process_proxy
+
+    for name in ("NO_PROXY", "no_proxy"):  # libcurl would bypass the proxy for these hosts
+        os.environ.pop(name, None)
+    proxy = process_proxy(settings).url
+    return {"GDAL_HTTP_PROXY": proxy, "GDAL_HTTPS_PROXY": proxy}
+
+
+def refused_reads(settings: StepConfig) -> str:
+    """Why the policing proxy of this process refused requests (for a read that failed), or ''."""
+    from ogcflow.netpolicy import process_proxy
+
+    refused = process_proxy(settings).refused
+    return "; ".join(dict.fromkeys(refused))

@@ -52,7 +52,7 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     from rasterio.mask import mask
     from shapely.geometry import box, mapping
 
-    from ogcflow.eo.items import find_asset, open_href, read_item
+    from ogcflow.eo.items import find_asset, gdal_options, open_href, read_item, refused_reads
 
     minx, miny, maxx, maxy = parse_aoi(aoi)
     item = read_item(item_ref, settings)
@@ -64,7 +64,7 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
         raise StepError(f"'{epsg}' is not a coordinate reference system (e.g. EPSG:4326)") from None
     try:
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_HTTP_MAX_RETRY="3",
-                          GDAL_HTTP_RETRY_DELAY="1"), rasterio.open(href) as src:
+                          GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
             to_raster = Transformer.from_crs(source_crs, src.crs, always_xy=True)
             x1, y1 = to_raster.transform(minx, miny)
             x2, y2 = to_raster.transform(maxx, maxy)
@@ -78,7 +78,9 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
             profile = _profile(src.profile, dtype="uint16", height=data.shape[1], width=data.shape[2],
                                transform=transform)
     except rasterio.errors.RasterioIOError as exc:
-        raise StepError(f"the {band} asset of item {item.id} cannot be read: {exc}") from None
+        why = refused_reads(settings) if not href.startswith("/") else ""
+        raise StepError(f"the {band} asset of item {item.id} cannot be read: "
+                        + (f"the network policy refused it: {why}" if why else str(exc))) from None
     out = Path(out_dir) / f"crop_{band}.tif"
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(data[0].astype("uint16"), 1)

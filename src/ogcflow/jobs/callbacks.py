@@ -8,14 +8,15 @@ import signal
 import time
 
 import httpx
+import orjson
 
-from ogcflow.netpolicy import URLRefused, check_url
+from ogcflow.netpolicy import URLRefused, client, pin, pinned_request
 from ogcflow.runtime import Runtime
 
 log = logging.getLogger("ogcflow.callbacks")
 
 
-def deliver_due(rt: Runtime, client: httpx.Client) -> int:
+def deliver_due(rt: Runtime, http: httpx.Client) -> int:
     """Attempt every due delivery once; return how many were attempted."""
     settings = rt.settings.engine
     store = rt.store.callbacks
@@ -23,8 +24,9 @@ def deliver_due(rt: Runtime, client: httpx.Client) -> int:
     for cb in due:
         attempt = cb.attempts + 1
         try:
-            check_url(cb.url, rt.settings.network)
-            resp = client.post(cb.url, json=cb.payload)
+            target = pin(cb.url, rt.settings.network)  # connected to the address that was checked
+            resp = http.send(pinned_request(http, "POST", cb.url, target, content=orjson.dumps(cb.payload),
+                                              headers={"Content-Type": "application/json"}))
             if resp.status_code < 300:
                 store.attempted(cb.id, delivered=True, error=None, retry_in=None)
                 continue
@@ -50,10 +52,10 @@ def dispatch_forever(rt: Runtime) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    with httpx.Client(timeout=10.0, follow_redirects=False) as client:
+    with client(10.0) as http:
         while not stop:
             try:
-                if deliver_due(rt, client) == 0:
+                if deliver_due(rt, http) == 0:
                     time.sleep(0.2)
             except Exception:  # keep delivering; the store may be briefly unavailable
                 log.exception("callback dispatcher")

@@ -82,6 +82,26 @@ def _load_yaml(text: str) -> dict[str, Any]:
     return data
 
 
+#: schema-salad directives that read another document; a deployed package may only refer to itself ('#id')
+_READS = ("$include", "$import", "$mixin")
+
+
+def _check_self_contained(node: Any, depth: int = 0) -> None:
+    """Refuse ``$include``/``$import``/``$mixin`` of anything but the package itself, before anything reads
+    them; the message names the directive only (nothing of the target: it may be a server file)."""
+    if depth > 200:
+        raise InvalidPackage("the package is nested too deeply to be a CWL document")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _READS and not (isinstance(value, str) and value.startswith("#")):
+                raise InvalidPackage(f"the package uses {key} of another document: a deployed package must be "
+                                     "self-contained (inline the content, or use a $graph and '#id' references)")
+            _check_self_contained(value, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            _check_self_contained(item, depth + 1)
+
+
 def _objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
     graph = doc.get("$graph")
     if graph is None:
@@ -298,6 +318,7 @@ def lost_reruns(text: str, entry: str) -> int:
 def parse_package(text: str, w: str | None = None) -> CWLPackage:
     """Check a CWL document and describe its entry workflow (or ``w``) as an OGC process."""
     doc = _load_yaml(text)
+    _check_self_contained(doc)
     objects = _objects(doc)
     used = _check_runs(objects)
     validated = _validate(text)

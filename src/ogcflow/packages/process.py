@@ -13,7 +13,7 @@ import yaml
 
 from ogcflow import models
 from ogcflow.errors import InputFetchError
-from ogcflow.netpolicy import fetch
+from ogcflow.netpolicy import fetch, is_local, local_path
 from ogcflow.packages.containers import map_images
 from ogcflow.packages.cwl import lost_reruns
 from ogcflow.packages.hooks import CWLHooks, CWLValue
@@ -61,8 +61,17 @@ class CWLProcess(Process):
         return self._reruns
 
     def _stage(self, url: str, kind: str, where: Path) -> dict[str, Any]:
-        if kind.startswith("Directory"):
-            return {"class": "Directory", "location": url}
+        """A File or Directory input for cwltool: an http(s) File fetched here under the network policy; a
+        local path only under the operator's OGCFLOW_LOCAL_ROOTS (cwltool reads nothing else of the input)."""
+        cls = "Directory" if kind.startswith("Directory") else "File"
+        if is_local(url):
+            path = local_path(url, self.network.local_roots, "OGCFLOW_LOCAL_ROOTS")
+            if not (path.is_dir() if cls == "Directory" else path.is_file()):
+                raise InputFetchError(f"{url}: not a {'directory' if cls == 'Directory' else 'file'}")
+            return {"class": cls, "location": path.as_uri()}
+        if cls == "Directory":
+            raise InputFetchError(f"{url}: a Directory input is a local directory under OGCFLOW_LOCAL_ROOTS "
+                                  "(a directory cannot be listed over HTTP)")
         data, _media = fetch(url, self.network)
         name = PurePosixPath(urlsplit(url).path).name or "input"
         where.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft4Validator, FormatChecker
@@ -21,7 +23,7 @@ from jsonschema import Draft4Validator, FormatChecker
 from ogcflow import models
 from ogcflow.errors import InputFetchError, InvalidInput, InvalidParameter
 from ogcflow.models import TransmissionMode
-from ogcflow.netpolicy import Policy, URLRefused, check_url
+from ogcflow.netpolicy import Policy, URLRefused, check_url, is_local, local_path
 
 _formats = FormatChecker(formats=())
 
@@ -283,8 +285,8 @@ def _outbound(value: Any, desc: models.InputDescription) -> list[str]:
     for occ in (value if isinstance(value, list) else [value]):
         if isinstance(occ, dict) and "href" in occ and "value" not in occ:
             urls.append(str(occ["href"]))
-        elif isinstance(occ, str) and desc.schema_.get("format") == "uri" and occ.startswith(("http://", "https://")):
-            urls.append(occ)
+        elif isinstance(occ, str) and desc.schema_.get("format") == "uri":
+            urls.append(occ)  # http(s), or a local path / file:// URL: checked against the local roots
     return urls
 
 
@@ -305,12 +307,16 @@ def outbound_urls(process: models.Process, execute: models.Execute) -> list[tupl
     return found
 
 
-def check_outbound(urls: list[tuple[str, str]], policy: Policy) -> None:
+def check_outbound(urls: list[tuple[str, str]], policy: Policy, local_roots: Sequence[Path] = ()) -> None:
     """Refuse at submission (400, with the reason) the inputs by reference and the callback URLs that the
-    network policy would refuse later: no job is created for them. Blocking: it resolves host names."""
+    network policy would refuse later, and local paths outside ``local_roots``: no job is created for them.
+    Blocking: it resolves host names."""
     for where, url in urls:
         try:
-            check_url(url, policy)
+            if is_local(url) and not where.startswith("subscriber"):
+                local_path(url, local_roots, "OGCFLOW_LOCAL_ROOTS")
+            else:
+                check_url(url, policy)
         except URLRefused as exc:
             error = InvalidParameter if where.startswith("subscriber") else InvalidInput
             raise error(f"{where}: {exc}") from None

@@ -137,7 +137,7 @@ class JobService:
         check_request(process.description, request)
         urls = outbound_urls(process.description, request)
         if urls:
-            await asyncio.to_thread(check_outbound, urls, rt.settings.network)
+            await asyncio.to_thread(check_outbound, urls, rt.settings.network, rt.settings.network.local_roots)
         mode, applied = choose_mode(process, prefs)
         if (mode == "sync" and process.inline and self.engine.inline_sync and request.subscriber is None
                 and not has_references(request.inputs)):
