@@ -100,7 +100,11 @@ class ServerSettings(SettingsGroup):
     """The HTTP API."""
 
     group: ClassVar[str] = "server"
-    public_url: str | None = Field(None, description="Base URL clients see (default: taken from each request).")
+    public_url: str | None = Field(None, description="Base URL clients see in links and Location (default: the "
+                                                     "request's Host if trusted, else the address it reached).")
+    trusted_hosts: list[str] = Field(
+        default_factory=list, description="Host header values (host or host:port; '*' for any) that links and "
+                                          "Location may be built from when OGCFLOW_PUBLIC_URL is unset.")
     title: str = Field("ogcflow", description="Title of the service (landing page).")
     description: str = Field("OGC API - Processes server for Earth-observation processing.",
                              description="Service description.")

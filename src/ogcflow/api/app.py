@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     public = settings.server.public_url.rstrip("/") if settings.server.public_url else None
     app.state.services = Services(settings=settings, jobs=JobService(rt, make_engine(rt), recorder),
-                                  processes=server.processes(), auth=server.authenticator(), public_url=public)
+                                  processes=server.processes(), auth=server.authenticator(), public_url=public,
+                                  trusted_hosts=frozenset(settings.server.trusted_hosts))
     errors.install(app)
     app.add_middleware(ExecutionFastPath)  # first added: innermost, inside every middleware added later
     app.add_middleware(MethodsMiddleware)  # HEAD, OPTIONS, Allow

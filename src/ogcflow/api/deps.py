@@ -8,6 +8,7 @@ the root is the ``default`` namespace), the credentials, and that the caller may
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -28,6 +29,8 @@ class Services:
     auth: Authenticator
     #: OGCFLOW_PUBLIC_URL without its trailing slash, if set
     public_url: str | None
+    #: OGCFLOW_TRUSTED_HOSTS: Host header values that links may be built from when there is no public URL
+    trusted_hosts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +46,30 @@ class Ctx:
     auth_required: bool = False
 
 
-_bases: dict[tuple[str, str, str], str] = {}
+_bases: dict[tuple[Any, ...], str] = {}
 
 
-def base_url(request: Request, public: str | None) -> str:
-    """The URL clients reach the API at: OGCFLOW_PUBLIC_URL, else scheme and host of the request."""
+def base_url(request: Request, public: str | None, trusted: frozenset[str] = frozenset()) -> str:
+    """The URL clients reach the API at: OGCFLOW_PUBLIC_URL; else the request's scheme and Host header when
+    that host is trusted (OGCFLOW_TRUSTED_HOSTS, ``*`` for any); else the address the request reached (the
+    server's own socket): an arbitrary Host header is never reflected into links and ``Location``."""
     if public:
         return public
     scope = request.scope
     host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
-    key = (scope.get("scheme", "http"), host, scope.get("root_path", ""))
+    key = (scope.get("scheme", "http"), host, scope.get("root_path", ""), scope.get("server"), trusted)
     base = _bases.get(key)
     if base is None:
-        base = str(request.base_url).rstrip("/")
+        name = host.split("]")[0] + "]" if host.startswith("[") else host.split(":")[0]
+        if host and ("*" in trusted or host in trusted or name in trusted):
+            base = str(request.base_url).rstrip("/")
+        else:
+            scheme = scope.get("scheme", "http")
+            server = scope.get("server") or ("localhost", None)
+            address = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+            default = {"http": 80, "https": 443}.get(scheme)
+            port = f":{server[1]}" if server[1] not in (None, default) else ""
+            base = f"{scheme}://{address}{port}{scope.get('root_path', '')}"
         if len(_bases) < 256:
             _bases[key] = base
     return base
@@ -80,7 +94,7 @@ async def get_ctx(request: Request) -> Ctx:
     identity = s.auth.identify(authorization, api_key)
     required = s.auth.required
     caller = s.auth.caller(identity, namespace, required)
-    root = base_url(request, s.public_url)
+    root = base_url(request, s.public_url, s.trusted_hosts)
     base = root if in_path is None else f"{root}/{namespace}/ogc-api"
     state = request.state
     state.root_url, state.base_url = root, base

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ogcflow.api.deps import base_url
 from ogcflow.api.methods import allowed_methods
 from ogcflow.api.negotiation import JSONResp, render_html, wants_html
 from ogcflow.auth.authenticator import NAMESPACE
@@ -26,7 +27,8 @@ def error_response(request: Request, err: OGCError) -> Response:
         html = False
     if html:
         public = getattr(request.app.state, "services", None)
-        root = (public.public_url if public else None) or str(request.base_url).rstrip("/")
+        root = getattr(request.state, "root_url", None) or base_url(
+            request, public.public_url if public else None, public.trusted_hosts if public else frozenset())
         namespace = request.path_params.get("namespace")
         base = getattr(request.state, "base_url", None) or (
             f"{root}/{namespace}/ogc-api" if namespace and NAMESPACE.match(namespace) else root)

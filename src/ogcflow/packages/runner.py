@@ -35,20 +35,54 @@ class CWLRun:
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 
 
+def _server_paths(workdir: Path) -> list[tuple[str, str]]:
+    """(prefix, placeholder) of the server's own paths that a run's log and messages may show, longest first:
+    the job's directory, the Python installation, the temporary directory, the home and working directory."""
+    import tempfile
+
+    found = [(str(workdir.resolve().parent), "$JOB"), (str(workdir.parent), "$JOB")]
+    found += [(p, "$PYTHON") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    found += [(tempfile.gettempdir(), "$TMP"), (os.path.expanduser("~"), "$HOME"), (os.getcwd(), "$SERVER")]
+    usable = {(p.rstrip("/"), name) for p, name in found if len(p.rstrip("/")) > 1}
+    return sorted(usable, key=lambda pair: -len(pair[0]))
+
+
+def redact_paths(text: str, workdir: Path) -> str:
+    """``text`` with the server's own paths replaced by placeholders ($JOB, $PYTHON, $TMP, ...)."""
+    for prefix, name in _server_paths(workdir):  # whole path components only: /tmp, not .../cwl/tmp
+        text = re.sub(rf"(?:(?<=file://)|(?<![\w./$-])){re.escape(prefix)}(?![\w.-])", name.replace("\\", "\\\\"), text)
+    return text
+
+
+#: lines of a Python traceback (cwltool's or its libraries' own errors): never part of a failure message
+_PYTHON_TRACE = re.compile(r"^(Traceback \(most recent call last\)|File \"|\w+(\.\w+)+(Error|Exception)\b)")
+
+
 def _failure_summary(log_path: Path) -> str:
     """Why a run failed, in a few lines of its log: the steps' own ``ERROR <step>: ...`` messages when there
-    are some; otherwise which steps exited with which status, and the error lines they printed."""
+    are some; otherwise which steps exited with which status, and the error lines they printed (no Python
+    tracebacks, no server paths)."""
     try:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
     steps = [ln.strip()[len("ERROR "):] for ln in lines if ln.startswith("ERROR ")]
     if steps:
-        return "; ".join(dict.fromkeys(steps))[-1500:]
+        return redact_paths("; ".join(dict.fromkeys(steps))[-1500:], log_path.parent)
     telling = [_STAMP.sub("", ln).strip() for ln in lines
-               if any(k in ln for k in ("exited with status", "error:", "Error:", "not found", "Traceback"))
+               if any(k in ln for k in ("exited with status", "error:", "Error:", "not found"))
                or (ln and not _STAMP.match(ln) and ln.split(":", 1)[0].endswith(("Error", "Exception")))]
-    return "; ".join(list(dict.fromkeys(telling))[:8])[-1500:]
+    telling = [ln for ln in telling if not _PYTHON_TRACE.match(ln)]
+    return redact_paths("; ".join(list(dict.fromkeys(telling))[:8])[-1500:], log_path.parent)
+
+
+def _redact_log(log_path: Path, workdir: Path) -> None:
+    """The run's log as users see it: the server's paths replaced by placeholders."""
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        log_path.write_text(redact_paths(text, workdir), encoding="utf-8")
+    except OSError:
+        pass
 
 
 _WARM_UP = """cwlVersion: {version}
@@ -313,7 +347,7 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
         summary = _failure_summary(log_path)
         raise CWLRunFailed(f"the CWL run ended {exc.status}" + (f": {summary}" if summary else "")) from None
     except Exception as exc:  # loading or runtime errors of cwltool: its message is the point
-        raise CWLRunFailed(f"cwltool could not run the package: {exc}") from None
+        raise CWLRunFailed(f"cwltool could not run the package: {redact_paths(str(exc), workdir)}") from None
     finally:
         sys.stderr.flush()
         os.dup2(saved_stderr, 2)
@@ -332,5 +366,6 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
         cwl_logger.setLevel(old_level)
         cwl_logger.propagate = old_propagate
         handler.close()
+        _redact_log(log_path, workdir)
     found: dict[str, Any] = dict(outputs) if isinstance(outputs, Mapping) else {}
     return CWLRun(outputs=_with_paths(found), log_path=log_path)

@@ -94,14 +94,19 @@ class Execution:
         return job_url(self.job.request.base_url, self.job.id)
 
 
+def _public(url: str) -> str | None:
+    """A storage URL clients may see: not a ``file://`` URL, which would show the server's paths."""
+    return None if url.startswith("file:") else url
+
+
 @dataclass(frozen=True, slots=True)
 class JobFile:
     """A file a job wrote to results storage."""
 
     name: str
     key: str
-    #: where it is in the results storage (``s3://`` or ``file://``)
-    url: str
+    #: where it is in the results storage (``s3://``); None for local storage (its path is the server's own)
+    url: str | None
 
 
 @dataclass(slots=True)
@@ -287,7 +292,7 @@ class JobService:
         storage = self.rt.storage_for(caller.namespace)
 
         def listing() -> list[JobFile]:
-            return [JobFile(name=key.split("/", 1)[1], key=key, url=storage.url(key))
+            return [JobFile(name=key.split("/", 1)[1], key=key, url=_public(storage.url(key)))
                     for key in storage.list_job(job.id)]
 
         return job, await asyncio.to_thread(listing)

@@ -119,7 +119,8 @@ async def list_jobs(
 
 
 def _file_rows(ctx: Ctx, job: Job, files: list[JobFile]) -> list[dict[str, str]]:
-    return [{"name": f.name, "href": file_href(ctx.base_url, job.id, f.name), "url": f.url} for f in files]
+    return [{"name": f.name, "href": file_href(ctx.base_url, job.id, f.name), **({"url": f.url} if f.url else {})}
+            for f in files]
 
 
 def area_of_interest(inputs: dict[str, Any]) -> list[float] | None:
@@ -165,7 +166,7 @@ async def get_status(request: Request, jobId: Annotated[str, Path()],
 async def list_files(request: Request, jobId: Annotated[str, Path()],
                      ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response:
     """Every file of a successful job (STAC catalogs, their assets, outputs by reference, the log), each with
-    a link to download it through the API and its URL in the results storage (``s3://`` or ``file://``)."""
+    a link to download it through the API and, for S3 storage, its ``s3://`` URL (never a server path)."""
     job, found = await ctx.jobs.files(ctx.caller, jobId)
     return respond(request, {"files": _file_rows(ctx, job, found)}, "files.html", base=ctx.base_url,
                    title=f"Files of {job.id}", job=job)
