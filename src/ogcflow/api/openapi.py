@@ -69,8 +69,8 @@ def _input_schema(process: Process) -> dict[str, Any]:
                                  "properties": {"href": {"type": "string", "format": "uri"},
                                                 "type": {"type": "string"}}},
                            {"type": "object", "required": ["value"],
-                            "properties": {"value": one, "mediaType": {"type": "string"},
-                                           "encoding": {"type": "string"}}}]}
+                            "properties": {"value": one, "mediaType": {"description": "a media type"},
+                                           "encoding": {"description": "e.g. base64"}}}]}
         if desc.maxOccurs == "unbounded" or desc.maxOccurs > 1:
             value = {"oneOf": [value, {"type": "array", "items": value}]}
         if desc.title or desc.description:
@@ -84,11 +84,12 @@ def _input_schema(process: Process) -> dict[str, Any]:
     outputs = {"type": "object", "additionalProperties": False, "properties": {
         key: {"type": "object", "properties": {
             "transmissionMode": {"type": "string", "enum": ["value", "reference"]},
-            "format": {"type": "object"}}} for key in process.description.outputs}}
+            "format": {"type": "object", "nullable": True}}} for key in process.description.outputs}}
     return {"type": "object", "required": ["inputs"] if required else [],
-            "properties": {"inputs": inputs, "outputs": outputs,
-                           "response": {"type": "string", "enum": ["raw", "document"], "default": "raw"},
-                           "subscriber": {"type": "object", "properties": {
+            "properties": {"inputs": inputs, "outputs": {**outputs, "nullable": True},
+                           "response": {"type": "string", "enum": ["raw", "document", None], "default": "raw",
+                                        "nullable": True},
+                           "subscriber": {"type": "object", "nullable": True, "properties": {
                                "successUri": {"type": "string", "format": "uri"},
                                "inProgressUri": {"type": "string", "format": "uri"},
                                "failedUri": {"type": "string", "format": "uri"}}}}}
@@ -97,7 +98,7 @@ def _input_schema(process: Process) -> dict[str, Any]:
 def _results_schema(process: Process) -> dict[str, Any]:
     props = {}
     for key, desc in process.description.outputs.items():
-        props[key] = {"oneOf": [copy.deepcopy(desc.schema_),
+        props[key] = {"anyOf": [copy.deepcopy(desc.schema_),
                                 {"type": "object", "required": ["href"], "properties": {
                                     "href": {"type": "string"}, "type": {"type": "string"}}},
                                 {"type": "object", "required": ["value"], "properties": {
@@ -107,7 +108,50 @@ def _results_schema(process: Process) -> dict[str, Any]:
 
 def _exception_response(description: str) -> dict[str, Any]:
     return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}}}}
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}},
+                        "text/html": {"schema": {"type": "string"}}}}
+
+
+#: what any operation may answer besides its own responses (exception documents, JSON or HTML)
+COMMON = {
+    "400": "Bad request: a parameter, a header or the body is invalid",
+    "401": "Credentials are needed (the operation needs a role, or the server requires credentials)",
+    "403": "The credentials' role is too low for this operation",
+    "404": "Not found",
+    "406": "None of the media types the client accepts (Accept, f=) can be given",
+    "500": "Server error",
+    "503": "A service the server depends on (store, results storage, Prefect) is unavailable",
+}
+#: what operations with a request body may answer besides
+BODY = {"413": "The request body is larger than the server accepts (OGCFLOW_MAX_BODY_BYTES)",
+        "415": "The request body's media type is not one the operation accepts"}
+ANY = {"*/*": {"schema": {}}}
+#: operations whose 200 answer is a file or an output as its own media type
+RAW_200 = {("/jobs/{jobId}/files/{name}", "get"), ("/jobs/{jobId}/results/{outputId}", "get")}
+PACKAGE_BODY = {"required": True, "content": {
+    "application/cwl+yaml": {"schema": {"type": "string"}}, "application/cwl": {"schema": {"type": "string"}},
+    "application/cwl+json": {"schema": {"type": "object"}},
+    "application/ogcapppkg+json": {"schema": {"type": "object", "required": ["executionUnit"],
+                                              "properties": {"executionUnit": {}, "processDescription": {}}}}}}
+NO_CONTENT_LINK = {"description": "No content: the process returned nothing, or its one output is by reference "
+                                  "(the Link header points to it)",
+                   "headers": {"Link": {"schema": {"type": "string"}, "required": False}}}
+
+
+def _raw_media(process: Process) -> dict[str, Any]:
+    """The media types of a synchronous raw answer: an output as its own media type, which the process
+    decides when it runs (the description's contentMediaType when it gives one, else any: ``*/*``), and
+    multipart/related for several outputs."""
+    types: dict[str, Any] = {}
+    outputs = process.description.outputs
+    for desc in outputs.values():
+        media = desc.schema_.get("contentMediaType")
+        if isinstance(media, str):
+            types[media] = {"schema": {}}
+    types["*/*"] = {"schema": {}}
+    if len(outputs) > 1:
+        types["multipart/related"] = {"schema": {}}
+    return types
 
 
 def build(app: FastAPI, processes: list[Process], base_url: str,
@@ -129,17 +173,36 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
     schemas["Exception"] = {"type": "object", "required": ["type"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "instance": {"type": "string"}}, "additionalProperties": True}
-    for path in doc.get("paths", {}).values():
-        for op in path.values():
+    for key, path in doc.get("paths", {}).items():
+        for method, op in path.items():
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
-            responses.setdefault("400", _exception_response("Bad request"))
-            responses.setdefault("404", _exception_response("Not found"))
-            responses.setdefault("500", _exception_response("Server error"))
+            if key == "/processes" and method == "post" or key == "/processes/{processId}" and method == "put":
+                op["requestBody"] = copy.deepcopy(PACKAGE_BODY)
+            for code, text in {**COMMON, **(BODY if "requestBody" in op else {})}.items():
+                responses.setdefault(code, _exception_response(text))
+            if (key, method) in RAW_200:
+                responses["200"]["content"] = copy.deepcopy(ANY)
+            if key == "/jobs/{jobId}/results" and method == "get":  # raw when the execute request said so
+                responses["200"]["content"] = {"application/json": {"schema": {}}, **copy.deepcopy(ANY)}
+                responses["204"] = copy.deepcopy(NO_CONTENT_LINK)
     for process in processes:
         pid = process.id
         schemas[f"execute-{pid}"] = to_oas30(_input_schema(process))
         schemas[f"results-{pid}"] = to_oas30(_results_schema(process))
+        # raw, one output (the only one, or the one asked for) is its own JSON value
+        raw_json = [to_oas30(copy.deepcopy(d.schema_)) for d in process.description.outputs.values()]
+        results = {"anyOf": [{"$ref": f"#/components/schemas/results-{pid}"}, *raw_json]}
+        responses: dict[str, Any] = {
+            "200": {"description": "Results of a synchronous execution: a results document (response=document) "
+                                   "or, raw, the one output as its own media type (several: multipart/related)",
+                    "content": {"application/json": {"schema": results}, **_raw_media(process)}},
+            "201": {"description": "Job created (asynchronous, or synchronous past OGCFLOW_SYNC_TIMEOUT)",
+                    "headers": {"Location": {"schema": {"type": "string"}, "required": True}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StatusInfo"}}}},
+            "204": copy.deepcopy(NO_CONTENT_LINK)}
+        for code, text in {**COMMON, **BODY, "400": "Invalid inputs", "404": "No such process"}.items():
+            responses[code] = _exception_response(text)
         doc["paths"][f"/processes/{pid}/execution"] = {"post": {
             "tags": ["Processes"], "summary": f"Execute '{pid}'",
             "description": process.description.description or "", "operationId": f"execute-{pid}",
@@ -152,15 +215,8 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
                             "schema": {"type": "string", "maxLength": 257},
                             "description": "a retried request with the same key gets the first one's job "
                                            "(draft-ietf-httpapi-idempotency-key-header)"}],
-            "responses": {
-                "200": {"description": "Results (synchronous execution, response=document)", "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/results-{pid}"}}}},
-                "201": {"description": "Job created", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/StatusInfo"}}}},
-                "400": _exception_response("Invalid inputs"),
-                "404": _exception_response("No such process"),
-                "422": _exception_response("Idempotency-Key sent again with another request"),
-                "500": _exception_response("Server error")}}}
+            "responses": {**responses,
+                          "422": _exception_response("Idempotency-Key sent again with another request")}}}
     return doc
 
 
