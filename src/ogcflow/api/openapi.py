@@ -125,7 +125,7 @@ COMMON = {
 #: what operations with a request body may answer besides
 BODY = {"413": "The request body is larger than the server accepts (OGCFLOW_MAX_BODY_BYTES)",
         "415": "The request body's media type is not one the operation accepts"}
-ANY = {"*/*": {"schema": {}}}
+ANY: dict[str, Any] = {"*/*": {"schema": {}}}
 #: operations whose 200 answer is a file or an output as its own media type
 RAW_200 = {("/jobs/{jobId}/files/{name}", "get"), ("/jobs/{jobId}/results/{outputId}", "get")}
 PACKAGE_BODY = {"required": True, "content": {
@@ -193,7 +193,7 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
         # raw, one output (the only one, or the one asked for) is its own JSON value
         raw_json = [to_oas30(copy.deepcopy(d.schema_)) for d in process.description.outputs.values()]
         results = {"anyOf": [{"$ref": f"#/components/schemas/results-{pid}"}, *raw_json]}
-        responses: dict[str, Any] = {
+        answers: dict[str, Any] = {
             "200": {"description": "Results of a synchronous execution: a results document (response=document) "
                                    "or, raw, the one output as its own media type (several: multipart/related)",
                     "content": {"application/json": {"schema": results}, **_raw_media(process)}},
@@ -202,7 +202,7 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StatusInfo"}}}},
             "204": copy.deepcopy(NO_CONTENT_LINK)}
         for code, text in {**COMMON, **BODY, "400": "Invalid inputs", "404": "No such process"}.items():
-            responses[code] = _exception_response(text)
+            answers[code] = _exception_response(text)
         doc["paths"][f"/processes/{pid}/execution"] = {"post": {
             "tags": ["Processes"], "summary": f"Execute '{pid}'",
             "description": process.description.description or "", "operationId": f"execute-{pid}",
@@ -215,7 +215,7 @@ def build(app: FastAPI, processes: list[Process], base_url: str,
                             "schema": {"type": "string", "maxLength": 257},
                             "description": "a retried request with the same key gets the first one's job "
                                            "(draft-ietf-httpapi-idempotency-key-header)"}],
-            "responses": {**responses,
+            "responses": {**answers,
                           "422": _exception_response("Idempotency-Key sent again with another request")}}}
     return doc
 
