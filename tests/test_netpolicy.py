@@ -291,3 +291,18 @@ def test_directory_and_file_inputs_only_under_the_local_roots(pc: httpx.Client,
     finally:
         pc.delete("/processes/list-dir", headers=AUTH)
         pc.delete("/processes/cat-file", headers=AUTH)
+
+
+def test_schemas_of_a_package_are_not_fetched_when_it_runs(pc: httpx.Client, secret: Site) -> None:
+    """cwltool fetches a package's $schemas when it loads it: the package runs without them."""
+    package = (f"cwlVersion: v1.2\nclass: CommandLineTool\nid: with-schemas\n"
+               f"$namespaces: {{s: https://schema.org/}}\n$schemas: [http://127.0.0.1:{secret.port}/secret]\n"
+               "baseCommand: [echo, hi]\nstdout: out.txt\ninputs: {}\noutputs:\n  out: {type: stdout}\n")
+    assert pc.post("/processes", content=package, headers=CWL).status_code == 201
+    try:
+        resp = pc.post("/processes/with-schemas/execution", json={"inputs": {}})
+        assert resp.status_code == 200 and resp.text.strip() == "hi", resp.text
+        assert "$schemas" in pc.get("/processes/with-schemas/package").text  # kept as deployed
+        assert secret.hits == []
+    finally:
+        pc.delete("/processes/with-schemas", headers=AUTH)

@@ -80,13 +80,18 @@ class CWLProcess(Process):
         return {"class": "File", "location": target.as_uri()}
 
     def _runnable(self) -> Path:
-        """The package as it runs here (images mapped to local commands when there is no container runtime),
-        in a file named after its content."""
+        """The package as it runs here (images mapped to local commands when there is no container runtime,
+        no ``$schemas``: cwltool would fetch those URLs itself), in a file named after its content."""
         if self._file is None:
             text = self.package
-            if self.settings.container_runtime == "none" and "DockerRequirement" in self.package:
+            if "$schemas" in text:  # cwltool would fetch them (any URL, unpoliced) when it loads the package
+                doc = yaml.safe_load(text)
+                if isinstance(doc, dict):
+                    doc.pop("$schemas", None)
+                    text = yaml.safe_dump(doc, sort_keys=False)
+            if self.settings.container_runtime == "none" and "DockerRequirement" in text:
                 images = {**self.hooks.images, **self.settings.image_map}
-                text = yaml.safe_dump(map_images(yaml.safe_load(self.package), images), sort_keys=False)
+                text = yaml.safe_dump(map_images(yaml.safe_load(text), images), sort_keys=False)
             self._file = package_file(text)
         return self._file
 
