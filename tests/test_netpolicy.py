@@ -306,3 +306,31 @@ def test_schemas_of_a_package_are_not_fetched_when_it_runs(pc: httpx.Client, sec
         assert secret.hits == []
     finally:
         pc.delete("/processes/with-schemas", headers=AUTH)
+
+
+def _connect(proxy: netpolicy.PolicingProxy, target: str) -> tuple[bytes, socket.socket]:
+    conn = socket.create_connection(("127.0.0.1", int(proxy.url.rsplit(":", 1)[1])), timeout=10)
+    conn.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    return conn.recv(65536), conn
+
+
+def test_the_proxy_checks_connect_tunnels(secret: Site) -> None:
+    """https through the proxy is a CONNECT tunnel: its target is checked and pinned like any URL."""
+    strict = netpolicy.PolicingProxy(Settings().network)
+    trusting = netpolicy.PolicingProxy(Settings(allowed_hosts=["127.0.0.1"]).network)
+    try:
+        answer, conn = _connect(strict, f"127.0.0.1:{secret.port}")
+        conn.close()
+        assert answer.startswith(b"HTTP/1.1 403") and b"loopback" in answer
+        assert secret.hits == []
+        answer, conn = _connect(trusting, f"127.0.0.1:{secret.port}")
+        assert answer.startswith(b"HTTP/1.1 200")
+        with conn:
+            conn.sendall(b"GET /secret HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            got = b""
+            while chunk := conn.recv(65536):
+                got += chunk
+        assert got.endswith(b"internal secret") and secret.hits == ["/secret"]
+    finally:
+        strict.close()
+        trusting.close()

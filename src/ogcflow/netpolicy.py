@@ -256,8 +256,7 @@ class PolicingProxy:
             return
         try:
             if method == "CONNECT":
-                host, _, port_text = target_uri.rpartition(":")
-                host = host.strip("[]")
+                host, _, port_text = target_uri.rpartition(":")  # host:port, [v6]:port
                 url = f"https://{host}:{port_text}/"
                 target = pin(url, self.settings)
             else:
