@@ -3,7 +3,7 @@
 
 Bounded: a fixed seed and a few examples per operation of schemathesis's fuzzing phase (under a minute). Its
 coverage phase (boundary values, nulls, unsupported methods: ~1,600 more requests, two minutes on a loaded
-machine) runs too with ``OGCFLOW_FUZZ_PHASES=coverage,fuzzing``; 405 ``Allow`` answers are checked below. A deployed
+machine) runs too with ``OGCFLOW_FUZZ_PHASES=coverage,fuzzing`` (405 ``Allow`` answers: tests/test_stac.py). A deployed
 CWL package is described and its package read, but not executed by the fuzzer (each CWL run costs a second
 or more; the generic execution path is fuzzed through the built-ins). The generated URLs (inputs by
 reference, subscriber callbacks) are held to a closed loopback port, and the server refuses private
@@ -89,11 +89,3 @@ def test_schemathesis_finds_nothing(fserver: Server, tmp_path: Path) -> None:
     assert int(tested.split(":")[1].split("/")[0]) >= 18, report  # every operation of the document but one
     print(f"schemathesis: {tested.strip()} in {took:.0f} s")
 
-
-def test_405_allow_names_every_method_of_the_path(fserver: Server) -> None:
-    for path, allowed in (("/jobs/x", "GET, DELETE"), ("/processes", "GET, POST"),
-                          ("/processes/x", "GET, PUT, DELETE"), ("/acme/ogc-api/processes/x", "GET, PUT, DELETE"),
-                          ("/jobs/x/results", "GET")):
-        resp = httpx.request("PATCH", fserver.url + path, timeout=30)
-        assert resp.status_code == 405 and resp.headers["allow"] == allowed, path
-        assert resp.json()["type"].endswith("/method-not-allowed")
