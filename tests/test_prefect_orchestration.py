@@ -90,18 +90,18 @@ class Pool:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def patch(self, what: str, body: dict[str, Any]) -> None:
+    def patch(self, what: str, body: dict[str, Any], process: str = "sleep") -> None:
         path = {"pool": f"work_pools/{self.name}", "queue": f"work_pools/{self.name}/queues/default",
-                "deployment": f"deployments/{self.deployment_id()}"}[what]
+                "deployment": f"deployments/{self.deployment_id(process)}"}[what]
         with prefect() as p:
             resp = p.patch(path, json=body)
             assert resp.status_code in (200, 204), resp.text
 
-    def deployment_id(self) -> str:
-        """(made by the server's worker as it starts)"""
+    def deployment_id(self, process: str = "sleep") -> str:
+        """The deployment of a process (made by the server's worker as it starts)"""
         deadline = time.monotonic() + 30
         with prefect() as p:
-            while (resp := p.get(f"deployments/name/ogcflow-job/{self.name}")).status_code == 404:
+            while (resp := p.get(f"deployments/name/ogcflow:{process}/{self.name}")).status_code == 404:
                 assert time.monotonic() < deadline, "the worker made no deployment"
                 time.sleep(0.1)
             return str(resp.json()["id"])
@@ -382,7 +382,7 @@ def test_a_run_waiting_for_a_slot_is_not_claimed_in_a_tight_loop(flaky: tuple[Fl
     try:
         blocker = submit(c, "sleep", {"seconds": 4})
         wait_for(c, f"/jobs/{blocker['jobID']}", statuses=("running",))
-        waiting = submit(c, "hello-world", {"name": "patient"})
+        waiting = submit(c, "sleep", {"seconds": 0})  # (the same process: the same deployment)
         assert wait_for(c, f"/jobs/{waiting['jobID']}", timeout=60)["status"] == "successful"
     finally:
         pool.patch("deployment", {"concurrency_limit": None})
@@ -444,8 +444,9 @@ def _job_and_run(source: Any, state: dict[str, Any]) -> tuple[Any, str]:
                   engine="prefect", base_url="http://ogcflow.test")
     rt.store.jobs.create(job)
     with prefect() as p:
-        run = p.post(f"deployments/{source.deployment_id}/create_flow_run",
-                     json={"name": job.id, "parameters": {"job_id": job.id}}).json()
+        dep = p.get(f"deployments/name/ogcflow:hello-world/{source.target.work_pool}").json()
+        run = p.post(f"deployments/{dep['id']}/create_flow_run",
+                     json={"name": job.id, "parameters": {"name": "in-process"}, "idempotency_key": job.id}).json()
         resp = p.post(f"flow_runs/{run['id']}/set_state", json={"state": state, "force": True})
         assert resp.status_code in (200, 201), resp.text
     assert rt.store.jobs.mark_running(job.id, worker="test-host:1", run_ref=run["id"])
