@@ -39,7 +39,7 @@ outputs: {}
 @pytest.fixture(scope="module")
 def userver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {**store_env("prefect"), "OGCFLOW_PREFECT_PROCESSES": json.dumps(PROCESSES),
-           "OGCFLOW_ADMIN_TOKEN": TOKEN}
+           "OGCFLOW_ADMIN_TOKEN": TOKEN, "OGCFLOW_PREFECT_TASK_RUNS": "true"}
     srv = Server(tmp_path_factory.mktemp("prefect-ui"), env=env)
     srv.env["OGCFLOW_PUBLIC_URL"] = srv.url
     srv.start()
@@ -230,6 +230,10 @@ def test_logs_and_progress_reach_the_run_while_it_runs(uc: httpx.Client) -> None
     assert "last line of the tool" in logs_of(run_id)
     [progress] = [a for a in artifacts_of(run_id) if a["type"] == "progress"]
     assert progress["data"] == 100
+    with prefect() as p:  # OGCFLOW_PREFECT_TASK_RUNS: the CWL run's job as a task run
+        [task] = p.post("task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
+    assert task["name"] == "talker" and task["state"]["type"] == "COMPLETED", task
+    assert task["start_time"] and task["end_time"] and task["total_run_time"] >= 2, task
 
 
 def test_a_successful_run_has_a_results_artifact(uc: httpx.Client, userver: Server) -> None:

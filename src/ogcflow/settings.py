@@ -219,6 +219,9 @@ class PrefectSettings(SettingsGroup):
         default_factory=dict,
         description='Per process id: {"retries": N, "retry_delay_seconds": S, "work_queue": "name"} of its flow '
                     "runs (JSON in the environment); an execute request's \"prefect\" member overrides them.")
+    task_runs: bool = Field(
+        False, description="Show each job of a CWL run (a workflow's steps, scatter jobs) as a task run of the "
+                           "job's flow run, with its own state and duration (from the run's log, to the second).")
 
 
 class CWLSettings(SettingsGroup):

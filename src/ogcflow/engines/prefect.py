@@ -636,8 +636,8 @@ class _JobRun:
     def before_end(self, outcome: Outcome, log_key: str | None) -> bool:
         """Before the job's end is recorded: a failure is proposed to Prefect first, which may retry it."""
         job = self.job
-        self.report.ended(log_key)
         ok = outcome.status is StatusCode.successful
+        self.report.ended(log_key, ok)
         suffix = f" (attempt {self.attempt})" if self.attempt > 1 else ""
         self.report.add(logging.INFO if ok else logging.ERROR, "ogcflow.jobs",
                         f"job {job.id}: {outcome.message}{suffix}")

@@ -314,6 +314,17 @@ class PrefectSync:
         resp = self._call("POST", "artifacts/", "create an artifact", json=body)
         return str(resp.json()["id"]) if resp.status_code in (200, 201) else None
 
+    def create_task_run(self, run_id: str, name: str) -> str | None:
+        """A task run of the flow run, Running; its id."""
+        body = {"flow_run_id": run_id, "name": name, "task_key": f"cwl-{name}", "dynamic_key": name,
+                "state": state_body("RUNNING")}
+        resp = self._call("POST", "task_runs/", "create a task run", json=body)
+        return str(resp.json()["id"]) if resp.status_code in (200, 201) else None
+
+    def end_task_run(self, task_run_id: str, state_type: str, message: str | None = None) -> None:
+        self._call("POST", f"task_runs/{task_run_id}/set_state", "end a task run",
+                   json={"state": state_body(state_type, message=message), "force": True})
+
     def update_artifact(self, artifact_id: str, data: Any) -> None:
         self._call("PATCH", f"artifacts/{artifact_id}", "update an artifact", json={"data": data})
 

@@ -3,6 +3,8 @@
 - its log lines (ogcflow's warnings and errors, the job's start and end, the job's own log, e.g. a CWL run's,
   as it is written), sent about once a second while the job runs;
 - its progress, as a progress artifact (made once the job has run for a second, or reports a percentage);
+- optionally (``OGCFLOW_PREFECT_TASK_RUNS``), each job of a CWL run (a step, a scatter job) as a task run,
+  Running from the first line of the log that names it to the line that says how it completed;
 - at the end of a successful job, a markdown artifact linking the job's results (each output by reference,
   and for STAC results the catalog and every asset of every item).
 """
@@ -19,6 +21,7 @@ from ogcflow.domain import Job
 from ogcflow.engines.prefect_api import PrefectSync
 from ogcflow.errors import ServiceUnavailable
 from ogcflow.jobs.results import load_value, output_href
+from ogcflow.packages.runner import step_event
 from ogcflow.processes.base import JobContext
 from ogcflow.runtime import Runtime
 
@@ -52,6 +55,8 @@ class RunReport:
         self.attempt_started = time.monotonic()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        self.task_runs = rt.settings.prefect.task_runs
+        self.tasks: dict[str, str | None] = {}  # CWL job name -> its task run (None: ended)
 
     # -- what the job's process adds ---------------------------------------------------------------
 
@@ -118,12 +123,32 @@ class RunReport:
         lines = [line for line in data.decode("utf-8", errors="replace").splitlines() if line]
         with self.lock:
             self.log_offset = new_offset
-            room = MAX_LINES - self.lines_sent
-            if room <= 0:
-                return
-            lines = lines[:room]
-            self.lines_sent += len(lines)
-            self.records.extend((now, logging.INFO, "ogcflow.job-log", line) for line in lines)
+            room = max(0, MAX_LINES - self.lines_sent)
+            self.lines_sent += min(room, len(lines))
+            self.records.extend((now, logging.INFO, "ogcflow.job-log", line) for line in lines[:room])
+        if self.task_runs:
+            self._steps(lines)
+
+    def _steps(self, lines: list[str]) -> None:
+        """Task runs of the CWL jobs these log lines name: made Running, ended as they say."""
+        for line in lines:
+            event = step_event(line)
+            if event is None:
+                continue
+            name, how = event
+            if name not in self.tasks:
+                self.tasks[name] = self.api.create_task_run(self.run_id, name)
+            task_id = self.tasks[name]
+            if how is not None and task_id is not None:
+                self.api.end_task_run(task_id, "COMPLETED" if how == "success" else "FAILED", f"completed {how}")
+                self.tasks[name] = None
+
+    def _end_steps(self, successful: bool) -> None:
+        """Task runs whose end the log did not say: the job's."""
+        for name, task_id in list(self.tasks.items()):
+            if task_id is not None:
+                self.api.end_task_run(task_id, "COMPLETED" if successful else "FAILED", "the job ended")
+                self.tasks[name] = None
 
     def send(self) -> None:
         """Send the lines gathered (kept if Prefect cannot take them now)."""
@@ -155,7 +180,7 @@ class RunReport:
 
     # -- the end --------------------------------------------------------------------------------
 
-    def ended(self, log_key: str | None) -> None:
+    def ended(self, log_key: str | None, successful: bool) -> None:
         """The attempt's process ended: stop following it and gather the rest of its log (from storage: its
         file is gone)."""
         self.stopping.set()
@@ -163,17 +188,21 @@ class RunReport:
             self.thread.join(timeout=5)
             self.thread = None
         self.stopping.clear()
-        if log_key:
-            with self.lock:
-                offset = self.log_offset if self.log_path is not None else 0
-            try:
+        try:
+            if log_key:
+                with self.lock:
+                    offset = self.log_offset if self.log_path is not None else 0
                 data = self.rt.storage_for(self.job.namespace).read(log_key)
-            except Exception:  # the log is a courtesy to Prefect's UI; the job's outcome is recorded already
-                log.warning("could not read the job log %s", log_key, exc_info=True)
-                return
-            self._lines(data[offset:], len(data))
-        with self.lock:
-            self.log_path, self.log_offset = None, 0
+                self._lines(data[offset:], len(data))
+            self._end_steps(successful)
+        except ServiceUnavailable as exc:
+            log.warning("flow run %s: its task runs are not all ended: %s", self.run_id, exc)
+        except Exception:  # the log is a courtesy to Prefect's UI; the job's outcome is recorded already
+            log.warning("could not read the job log %s", log_key, exc_info=True)
+        finally:
+            with self.lock:
+                self.log_path, self.log_offset = None, 0
+            self.tasks = {}
 
     def finish(self, successful: bool) -> None:
         """After the job's end: progress at 100 %, the results artifact (best effort)."""
