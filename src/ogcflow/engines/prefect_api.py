@@ -91,10 +91,11 @@ class _Tries:
         self.started = self.answered = time.monotonic()
         self.count = 0
 
-    def wait(self, resp: httpx.Response | None) -> float | None:
-        """Seconds to wait before the next try (``resp``: the retryable answer, None when there was none);
-        None when the budget is spent: ``budget`` seconds since the first try, or ``unreachable`` seconds
-        since Prefect last answered."""
+    def wait(self, resp: httpx.Response | None, slow: bool = False) -> float | None:
+        """Seconds to wait before the next try (``resp``: the retryable answer, None when there was none;
+        ``slow``: Prefect took the request but did not answer in time, i.e. it is there and busy); None when
+        the budget is spent: ``budget`` seconds since the first try, or ``unreachable`` seconds since Prefect
+        last answered."""
         b = self.backoff
         now = time.monotonic()
         after = retry_after(resp.headers.get("retry-after")) if resp is not None else None
@@ -103,7 +104,7 @@ class _Tries:
         else:
             delay = min(b.cap, b.first * 2 ** self.count) * random.uniform(1.0 - b.jitter, 1.0 + b.jitter)
         self.count += 1
-        if resp is not None and resp.status_code in BUSY_STATUSES:
+        if slow or (resp is not None and resp.status_code in BUSY_STATUSES):
             self.answered = now
         if now - self.started + delay > b.budget or now - self.answered + delay > b.unreachable:
             return None
@@ -232,7 +233,7 @@ class PrefectSync:
             try:
                 resp = self.http.request(method, path, **kw)
             except httpx.TransportError as exc:
-                delay = tries.wait(None)
+                delay = tries.wait(None, slow=isinstance(exc, httpx.ReadTimeout))
                 if delay is None:
                     raise _unavailable(self.target, what, exc) from None
             except httpx.HTTPError as exc:
@@ -436,7 +437,7 @@ class PrefectAsync:
             try:
                 resp = await self.http.request(method, path, **kw)
             except httpx.TransportError as exc:
-                delay = tries.wait(None)
+                delay = tries.wait(None, slow=isinstance(exc, httpx.ReadTimeout))
                 if delay is None:
                     raise _unavailable(self.target, what, exc) from None
             except httpx.HTTPError as exc:
