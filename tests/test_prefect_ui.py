@@ -30,7 +30,7 @@ TALKER = """
 cwlVersion: v1.2
 class: CommandLineTool
 id: talker
-baseCommand: [sh, -c, 'echo "first line of the tool" >&2; sleep 4; echo "last line of the tool" >&2']
+baseCommand: [sh, -c, 'echo "first line of the tool" >&2; sleep 8; echo "last line of the tool" >&2']
 inputs: {}
 outputs: {}
 """
@@ -150,7 +150,7 @@ def test_a_retry_from_the_ui_is_a_new_attempt_of_the_same_job(uc: httpx.Client) 
                        json={"inputs": {"name": {"href": files.url + "/name.txt"}}, "prefect": {"retries": 0}})
         assert resp.status_code == 201, resp.text
         info = resp.json()
-        first = wait_for(uc, f"/jobs/{info['jobID']}")
+        first = wait_for(uc, f"/jobs/{info['jobID']}", timeout=60)
         assert first["status"] == "failed" and "404" in first["message"], first
         run_id = run_id_of(info)
         assert ended_run(run_id)["state"]["type"] == "FAILED"
@@ -221,10 +221,13 @@ def test_logs_and_progress_reach_the_run_while_it_runs(uc: httpx.Client) -> None
     while "first line of the tool" not in logs_of(run_id):
         assert time.monotonic() < deadline, logs_of(run_id)
         time.sleep(0.2)
-    assert flow_run(run_id)["state"]["type"] == "RUNNING"  # the line came while the job runs
     assert "last line of the tool" not in logs_of(run_id)
-    progress = [a for a in artifacts_of(run_id) if a["type"] == "progress"]
+    deadline = time.monotonic() + 30
+    while not (progress := [a for a in artifacts_of(run_id) if a["type"] == "progress"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     assert len(progress) == 1 and 0 <= progress[0]["data"] < 100, progress
+    assert flow_run(run_id)["state"]["type"] == "RUNNING"  # the line and the progress came while it runs
     assert wait_for(uc, f"/jobs/{info['jobID']}")["status"] == "successful"
     assert ended_run(run_id)["state"]["type"] == "COMPLETED"
     assert "last line of the tool" in logs_of(run_id)
@@ -233,7 +236,7 @@ def test_logs_and_progress_reach_the_run_while_it_runs(uc: httpx.Client) -> None
     with prefect() as p:  # OGCFLOW_PREFECT_TASK_RUNS: the CWL run's job as a task run
         [task] = p.post("task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
     assert task["name"] == "talker" and task["state"]["type"] == "COMPLETED", task
-    assert task["start_time"] and task["end_time"] and task["total_run_time"] >= 2, task
+    assert task["start_time"] and task["end_time"] and task["total_run_time"] >= 6, task
 
 
 def test_a_successful_run_has_a_results_artifact(uc: httpx.Client, userver: Server) -> None:
