@@ -241,8 +241,10 @@ def test_logs_and_progress_reach_the_run_while_it_runs(uc: httpx.Client) -> None
 
 def test_a_successful_run_has_a_results_artifact(uc: httpx.Client, userver: Server) -> None:
     item = {"type": "Feature", "id": "scene-1", "geometry": None, "properties": {},
-            "links": [{"rel": "root", "href": "https://data.test/job/catalog.json"}],
-            "assets": {"mask": {"href": "https://data.test/job/scene-1/mask.tif", "title": "water mask"}}}
+            "links": [{"rel": "root", "href": "s3://results/the-job/catalog.json"}],
+            "assets": {"mask": {"href": "https://data.test/job/scene-1/mask.tif", "title": "water mask"},
+                       "quicklook": {"href": "s3://results/the-job/scene-1/ql.png", "alternate": {
+                           "https": {"href": "https://api.test/jobs/the-job/files/scene-1/ql.png"}}}}}
     collection = {"property1": "stac", "type": "FeatureCollection", "features": [item]}
     info = submit(uc, "echo", {"complexObjectInput": {"value": collection, "mediaType": "application/json"}})
     assert wait_for(uc, f"/jobs/{info['jobID']}")["status"] == "successful"
@@ -252,6 +254,7 @@ def test_a_successful_run_has_a_results_artifact(uc: httpx.Client, userver: Serv
     text = md["data"]
     results = f"{userver.url}/jobs/{info['jobID']}/results"
     assert f"[{results}]({results})" in text
-    assert "https://data.test/job/catalog.json" in text
+    assert "s3://results/the-job/catalog.json" in text  # (the echo job is not 'the-job': no API link)
     assert "water mask: [https://data.test/job/scene-1/mask.tif]" in text
+    assert "quicklook: [https://api.test/jobs/the-job/files/scene-1/ql.png]" in text
     assert httpx.get(results).status_code == 200

@@ -228,8 +228,14 @@ def base_of(rt: Runtime, job: Job) -> str:
     return root if job.namespace == "default" else f"{root}/{job.namespace}/ogc-api"
 
 
-def _stac_lines(value: Any) -> list[str]:
-    """A STAC result (a FeatureCollection of items): its catalog, then each item's assets."""
+def _web(href: str) -> bool:
+    return href.startswith(("http://", "https://"))
+
+
+def _stac_lines(value: Any, base: str, job_id: str) -> list[str]:
+    """A STAC result (a FeatureCollection of items): its catalog (through the API, where the job's files are
+    served, and where it is stored), then each asset of each item (its web address: the href, or an http(s)
+    alternate of a storage href)."""
     if not (isinstance(value, dict) and value.get("type") == "FeatureCollection"):
         return []
     lines: list[str] = []
@@ -237,12 +243,24 @@ def _stac_lines(value: Any) -> list[str]:
     catalogs = {str(link.get("href")) for f in features for link in f.get("links") or []
                 if isinstance(link, dict) and link.get("rel") == "root" and link.get("href")}
     for href in sorted(catalogs):
-        lines.append(f"- STAC catalog: [{href}]({href})")
+        inside = href.split(f"/{job_id}/", 1)
+        if len(inside) == 2 and not _web(href):
+            api = f"{base}/jobs/{job_id}/files/{inside[1]}"
+            lines.append(f"- STAC catalog: [{api}]({api}) (stored at `{href}`)")
+        else:
+            lines.append(f"- STAC catalog: [{href}]({href})")
     for feature in features:
         for key, asset in (feature.get("assets") or {}).items():
-            if isinstance(asset, dict) and asset.get("href"):
-                title = asset.get("title") or key
-                lines.append(f"  - item `{feature.get('id', '')}`, {title}: [{asset['href']}]({asset['href']})")
+            if not (isinstance(asset, dict) and asset.get("href")):
+                continue
+            href = str(asset["href"])
+            alternates = [str(alt.get("href")) for alt in (asset.get("alternate") or {}).values()
+                          if isinstance(alt, dict) and _web(str(alt.get("href", "")))]
+            web = href if _web(href) else next(iter(alternates), None)
+            title = asset.get("title") or key
+            where = f"[{web}]({web})" if web else f"`{href}`"
+            stored = f" (stored at `{href}`)" if web and web != href else ""
+            lines.append(f"  - item `{feature.get('id', '')}`, {title}: {where}{stored}")
     return lines
 
 
@@ -262,5 +280,5 @@ def results_markdown(rt: Runtime, job: Job) -> str:
                 value = load_value(entry, storage)
             except Exception:
                 continue
-            lines.extend(_stac_lines(value))
+            lines.extend(_stac_lines(value, base, job.id))
     return "\n".join(lines) + "\n"
