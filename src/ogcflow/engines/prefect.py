@@ -1,13 +1,16 @@
-"""The Prefect engine: every OGC job is a flow run of the ``ogcflow-job`` deployment.
+"""The Prefect engine: every OGC job is a flow run of its process's deployment (``prefect_deploy``).
 
-- The API creates the flow run (named after the job, tagged with process and namespace) over Prefect's REST
-  API, cancels it on dismissal, and reads its state while the job is active.
+- The API creates the flow run (named after the job, its parameters the job's inputs, tagged with process
+  and namespace) over Prefect's REST API, cancels it on dismissal, and reads its state while the job is
+  active.
 - ``ogcflow worker`` with ``OGCFLOW_ENGINE=prefect`` runs a worker (engines/worker.py) whose job source,
-  :class:`PrefectRuns`, polls the work pool for runs due now, claims a run by proposing Pending, and
-  executes the job in a forked child of itself (no fresh interpreter per job), which drives the run through
-  Prefect's orchestration: Running, then Completed or Failed with the job's message, and the job's log lines
-  sent to the run. Dismissal kills the child's process group and marks the run Cancelled; a run cancelled in
-  Prefect dismisses the job; a job lost with its worker marks the run Crashed.
+  :class:`PrefectRuns`, keeps the deployments of the processes, heartbeats, polls the work pool for runs due
+  now, claims a run by proposing Pending (a run made in Prefect becomes a new job; a retried run of an ended
+  job runs it again), and executes the job in a forked child of itself (no fresh interpreter per job),
+  which drives the run through Prefect's orchestration: Running, then Completed or Failed with the job's
+  message, its log lines, progress and results sent to the run (``prefect_report``). Dismissal kills the
+  child's process group and marks the run Cancelled; a run cancelled in Prefect dismisses the job; a job
+  lost with its worker marks the run Crashed.
 
 Every proposed state follows Prefect's answer (``prefect_api.Answer``):
 
