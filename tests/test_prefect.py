@@ -129,7 +129,7 @@ def test_every_job_is_a_flow_run(pc: httpx.Client) -> None:
     run = flow_run(run_id)
     assert run["name"] == info["jobID"]
     assert {"ogcflow", "process:hello-world", "namespace:default"} <= set(run["tags"])
-    assert run["parameters"] == {"job_id": info["jobID"]}
+    assert run["parameters"] == {"name": "flow"}  # the job's inputs
     assert wait_state(run_id, ("COMPLETED",)) == "COMPLETED"
     failed = submit(pc, "sleep", {"seconds": 0, "fail": True})
     assert wait_for(pc, f"/jobs/{failed['jobID']}")["status"] == "failed"

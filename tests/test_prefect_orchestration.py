@@ -90,18 +90,18 @@ class Pool:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def patch(self, what: str, body: dict[str, Any]) -> None:
+    def patch(self, what: str, body: dict[str, Any], process: str = "sleep") -> None:
         path = {"pool": f"work_pools/{self.name}", "queue": f"work_pools/{self.name}/queues/default",
-                "deployment": f"deployments/{self.deployment_id()}"}[what]
+                "deployment": f"deployments/{self.deployment_id(process)}"}[what]
         with prefect() as p:
             resp = p.patch(path, json=body)
             assert resp.status_code in (200, 204), resp.text
 
-    def deployment_id(self) -> str:
-        """(made by the server's worker as it starts)"""
+    def deployment_id(self, process: str = "sleep") -> str:
+        """The deployment of a process (made by the server's worker as it starts)"""
         deadline = time.monotonic() + 30
         with prefect() as p:
-            while (resp := p.get(f"deployments/name/ogcflow-job/{self.name}")).status_code == 404:
+            while (resp := p.get(f"deployments/name/ogcflow:{process}/{self.name}")).status_code == 404:
                 assert time.monotonic() < deadline, "the worker made no deployment"
                 time.sleep(0.1)
             return str(resp.json()["id"])
@@ -382,7 +382,7 @@ def test_a_run_waiting_for_a_slot_is_not_claimed_in_a_tight_loop(flaky: tuple[Fl
     try:
         blocker = submit(c, "sleep", {"seconds": 4})
         wait_for(c, f"/jobs/{blocker['jobID']}", statuses=("running",))
-        waiting = submit(c, "hello-world", {"name": "patient"})
+        waiting = submit(c, "sleep", {"seconds": 0})  # (the same process: the same deployment)
         assert wait_for(c, f"/jobs/{waiting['jobID']}", timeout=60)["status"] == "successful"
     finally:
         pool.patch("deployment", {"concurrency_limit": None})
@@ -444,8 +444,9 @@ def _job_and_run(source: Any, state: dict[str, Any]) -> tuple[Any, str]:
                   engine="prefect", base_url="http://ogcflow.test")
     rt.store.jobs.create(job)
     with prefect() as p:
-        run = p.post(f"deployments/{source.deployment_id}/create_flow_run",
-                     json={"name": job.id, "parameters": {"job_id": job.id}}).json()
+        dep = p.get(f"deployments/name/ogcflow:hello-world/{source.target.work_pool}").json()
+        run = p.post(f"deployments/{dep['id']}/create_flow_run",
+                     json={"name": job.id, "parameters": {"name": "in-process"}, "idempotency_key": job.id}).json()
         resp = p.post(f"flow_runs/{run['id']}/set_state", json={"state": state, "force": True})
         assert resp.status_code in (200, 201), resp.text
     assert rt.store.jobs.mark_running(job.id, worker="test-host:1", run_ref=run["id"])
@@ -477,24 +478,43 @@ def test_a_long_wait_before_running_gives_the_run_and_the_job_back(source: Any) 
 
 
 @pytest.mark.parametrize("left", [("RUNNING", "Running"), ("SCHEDULED", "AwaitingRetry")])
-def test_runs_left_behind_an_ended_job_are_ended(source: Any, left: tuple[str, str]) -> None:
+def test_runs_left_behind_an_ended_job_are_ended(source: Any, left: tuple[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A run left Running (its job's process could not tell Prefect) or AwaitingRetry (its worker died while
     it waited) behind a job that ended is brought to the job's end by any worker."""
-    from ogcflow.models import StatusCode
+    from ogcflow.engines import prefect as engine
 
     job, run_id = _job_and_run(source, {"type": left[0], "name": left[1]})
     jobs = source.rt.store.jobs
     assert jobs.fail_lost(job.id, "it went wrong")
     source._reconcile()  # just ended: its process may still be telling Prefect
     assert flow_run(run_id)["state"]["type"] == left[0]
+    monkeypatch.setattr(engine, "LEFT_BEHIND_AFTER", 0.5)  # (rather than waiting for 90 s)
+    time.sleep(0.6)
+    source._reconcile()
+    state = flow_run(run_id)["state"]
+    assert state["type"] == "FAILED" and state["message"] == "it went wrong", state
+
+
+def test_a_retry_asked_in_prefect_after_the_job_ended_is_not_left_behind(source: Any) -> None:
+    """AwaitingRetry set on the run of a job that ended long ago (the UI's Retry): a worker takes it (a
+    new attempt of the job) rather than end it as left behind."""
     from sqlalchemy import update
 
     from ogcflow.store.schema import jobs as table
 
+    job, run_id = _job_and_run(source, {"type": "RUNNING", "name": "Running"})
+    jobs = source.rt.store.jobs
+    assert jobs.fail_lost(job.id, "it went wrong")
     with source.rt.store.jobs.engine.begin() as conn:
         conn.execute(update(table).where(table.c.id == job.id)
                      .values(finished=datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=5)))
-    assert jobs.for_engine(job.id).status is StatusCode.failed
+    with prefect() as p:
+        resp = p.post(f"flow_runs/{run_id}/set_state", json={"force": True, "state": {
+            "type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}})
+        assert resp.status_code in (200, 201), resp.text
     source._reconcile()
-    state = flow_run(run_id)["state"]
-    assert state["type"] == "FAILED" and state["message"] == "it went wrong", state
+    assert flow_run(run_id)["state"]["name"] == "AwaitingRetry"
+    again = source.take(True)
+    assert again is not None and again.id == job.id and again.status.value == "running", again
+    assert flow_run(run_id)["state"]["type"] == "PENDING"

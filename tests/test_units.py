@@ -230,3 +230,47 @@ def test_a_package_declares_itself_idempotent_with_a_cwl_hint() -> None:
              "  - {class: CommandLineTool, id: b, baseCommand: [true], inputs: [], outputs: []}\n")
     assert (lost_reruns(graph, "a"), lost_reruns(graph, "b")) == (1, 0)
     assert lost_reruns("not: [cwl", "t") == 0
+
+
+def test_the_prefect_parameter_schema_of_a_process() -> None:
+    """The deployment of a process shows its inputs as Prefect parameters: literals as form fields,
+    documents by value or by reference, repeatable inputs as lists, required as the description says."""
+    from ogcflow.engines.prefect_deploy import parameter_schema
+
+    process = Process(id="p", version="1", inputs={
+        "n": InputDescription(title="N", schema={"type": "integer", "maximum": 5}),
+        "doc": InputDescription(title="Doc", schema={"type": "object"}, minOccurs=0),
+        "tags": InputDescription(title="Tags", schema={"type": "string"}, maxOccurs="unbounded"),
+        "two": InputDescription(title="Two", schema={"type": "number"}, minOccurs=2, maxOccurs=3),
+        "d": InputDescription(title="D", schema={"type": "string", "default": "x"}),
+    })
+    schema = parameter_schema(process)
+    props = schema["properties"]
+    assert schema["required"] == ["n", "tags", "two"]
+    assert props["n"] == {"type": "integer", "maximum": 5, "title": "N", "position": 0}
+    assert props["doc"]["anyOf"][0] == {"type": "object"} and props["doc"]["anyOf"][1]["required"] == ["href"]
+    assert props["tags"]["anyOf"][0]["type"] == "string" and props["tags"]["anyOf"][1]["type"] == "array"
+    assert props["two"] == {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 3,
+                            "title": "Two", "position": 3}
+    assert props["d"]["default"] == "x"
+
+
+@pytest.mark.parametrize("member", [{"retries": -1}, {"retries": True}, {"retryDelaySeconds": "5"},
+                                    {"workQueue": ""}, {"workQueue": "a%b"}, {"other": 1}, "gpu"])
+def test_a_bad_prefect_member_of_an_execute_request_is_a_400(member: object) -> None:
+    from ogcflow.errors import InvalidParameter
+    from ogcflow.jobs.execution import run_options
+
+    with pytest.raises(InvalidParameter):
+        run_options(Execute.model_validate({"inputs": {}, "prefect": member}))
+
+
+def test_the_prefect_member_of_an_execute_request_overrides_the_process() -> None:
+    from ogcflow.engines.prefect_deploy import run_policy
+    from ogcflow.jobs.execution import run_options
+    from ogcflow.settings import ProcessRuns
+
+    asked = run_options(Execute.model_validate({"prefect": {"retries": 0, "workQueue": "gpu"}}))
+    policy = run_policy(asked, ProcessRuns(retries=3, retry_delay_seconds=10, work_queue="cpu"))
+    assert (policy.retries, policy.retry_delay_seconds, policy.work_queue) == (0, 10, "gpu")
+    assert run_policy(None, None).retries == 0

@@ -69,6 +69,29 @@ class Caller:
 
 
 @dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How the orchestrator runs the job, as the execute request's ``prefect`` member asks (the Prefect
+    engine: a flow run's retries, the delay between them, its work queue); None: the process's default."""
+
+    retries: int | None = None
+    retry_delay_seconds: float | None = None
+    work_queue: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"retries": self.retries, "retryDelaySeconds": self.retry_delay_seconds,
+                "workQueue": self.work_queue}
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> RunOptions | None:
+        if not data:
+            return None
+        delay = data.get("retryDelaySeconds")
+        return cls(retries=data.get("retries"), retry_delay_seconds=None if delay is None else float(delay),
+                   work_queue=data.get("workQueue"))
+
+
+@dataclass(frozen=True, slots=True)
 class Subscriber:
     """Where the job's callbacks go (the execute request's ``subscriber``)."""
 
@@ -101,6 +124,7 @@ class JobRequest:
     #: the URL the client reached the API at (links in callbacks)
     base_url: str = ""
     subscriber: Subscriber | None = None
+    run: RunOptions | None = None
 
     def response_or(self, default: ResponseMode) -> ResponseMode:
         """The response mode asked, or ``default`` when the request did not say."""
@@ -117,6 +141,8 @@ class JobRequest:
             data["response"] = self.response.value
         if self.subscriber is not None:
             data["subscriber"] = self.subscriber.to_json()
+        if self.run is not None:
+            data["run"] = self.run.to_json()
         return data
 
     @classmethod
@@ -125,7 +151,8 @@ class JobRequest:
         return cls(inputs=dict(data.get("inputs") or {}),
                    outputs={k: TransmissionMode(v) for k, v in (data.get("outputs") or {}).items()},
                    response=ResponseMode(data["response"]) if data.get("response") else None,
-                   base_url=str(data.get("base_url") or ""), subscriber=Subscriber.from_json(data.get("subscriber")))
+                   base_url=str(data.get("base_url") or ""), subscriber=Subscriber.from_json(data.get("subscriber")),
+                   run=RunOptions.from_json(data.get("run")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -186,6 +186,15 @@ class EngineSettings(SettingsGroup):
     callback_backoff: float = Field(1.0, description="First retry delay of callbacks, doubled each time.")
 
 
+class ProcessRuns(BaseModel):
+    """How the Prefect engine runs the jobs of one process (an execute request's ``prefect`` member wins)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    retries: int = Field(default=0, ge=0, le=100)
+    retry_delay_seconds: float = Field(default=0.0, ge=0, le=86400)
+    work_queue: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^/%&<>]+$")
+
+
 class PrefectSettings(SettingsGroup):
     """The Prefect engine."""
 
@@ -213,6 +222,13 @@ class PrefectSettings(SettingsGroup):
         default_factory=list, description="Prefect deployments (<flow>/<deployment>, a JSON list) offered as OGC "
                                           "processes of every namespace: registered or updated when `ogcflow "
                                           "serve` starts, as `ogcflow prefect register` does.")
+    processes: dict[str, ProcessRuns] = Field(
+        default_factory=dict,
+        description='Per process id: {"retries": N, "retry_delay_seconds": S, "work_queue": "name"} of its flow '
+                    "runs (JSON in the environment); an execute request's \"prefect\" member overrides them.")
+    task_runs: bool = Field(
+        False, description="Show each job of a CWL run (a workflow's steps, scatter jobs) as a task run of the "
+                           "job's flow run, with its own state and duration (from the run's log, to the second).")
 
 
 class CWLSettings(SettingsGroup):

@@ -1,13 +1,16 @@
-"""The Prefect engine: every OGC job is a flow run of the ``ogcflow-job`` deployment.
+"""The Prefect engine: every OGC job is a flow run of its process's deployment (``prefect_deploy``).
 
-- The API creates the flow run (named after the job, tagged with process and namespace) over Prefect's REST
-  API, cancels it on dismissal, and reads its state while the job is active.
+- The API creates the flow run (named after the job, its parameters the job's inputs, tagged with process
+  and namespace) over Prefect's REST API, cancels it on dismissal, and reads its state while the job is
+  active.
 - ``ogcflow worker`` with ``OGCFLOW_ENGINE=prefect`` runs a worker (engines/worker.py) whose job source,
-  :class:`PrefectRuns`, polls the work pool for runs due now, claims a run by proposing Pending, and
-  executes the job in a forked child of itself (no fresh interpreter per job), which drives the run through
-  Prefect's orchestration: Running, then Completed or Failed with the job's message, and the job's log lines
-  sent to the run. Dismissal kills the child's process group and marks the run Cancelled; a run cancelled in
-  Prefect dismisses the job; a job lost with its worker marks the run Crashed.
+  :class:`PrefectRuns`, keeps the deployments of the processes, heartbeats, polls the work pool for runs due
+  now, claims a run by proposing Pending (a run made in Prefect becomes a new job; a retried run of an ended
+  job runs it again), and executes the job in a forked child of itself (no fresh interpreter per job),
+  which drives the run through Prefect's orchestration: Running, then Completed or Failed with the job's
+  message, its log lines, progress and results sent to the run (``prefect_report``). Dismissal kills the
+  child's process group and marks the run Cancelled; a run cancelled in Prefect dismisses the job; a job
+  lost with its worker marks the run Crashed.
 
 Every proposed state follows Prefect's answer (``prefect_api.Answer``):
 
@@ -36,6 +39,8 @@ much again on the Prefect server, half of this machine's throughput.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -43,6 +48,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ogcflow import models
 from ogcflow.domain import Job, utcnow
 from ogcflow.engines.base import StoreEngine
 from ogcflow.engines.prefect_api import (
@@ -54,16 +60,23 @@ from ogcflow.engines.prefect_api import (
     PrefectSync,
     PrefectTarget,
 )
+from ogcflow.engines.prefect_deploy import (
+    DeploymentSpec,
+    deployment_of,
+    deployment_spec,
+    job_ids_of,
+    policy_of,
+)
+from ogcflow.engines.prefect_report import RunReport, base_of
 from ogcflow.engines.worker import End, wake_workers
-from ogcflow.errors import ServiceUnavailable
-from ogcflow.jobs.execution import Outcome, run_job
+from ogcflow.errors import OGCError, ServiceUnavailable
+from ogcflow.jobs.execution import Outcome, new_job, run_job
 from ogcflow.models import StatusCode
+from ogcflow.processes.inputs import check_request
 from ogcflow.runtime import Runtime
 from ogcflow.settings import PrefectSettings
 
 log = logging.getLogger("ogcflow.prefect")
-
-LogRecord = tuple[float, int, str, str]
 
 #: a WAIT before Running longer than this gives the run back (Scheduled at its time) instead of keeping a
 #: job slot asleep
@@ -76,6 +89,9 @@ NOT_AGAIN_FOR = 1.0
 RECONCILE_EVERY = 15.0
 #: a run is left behind when its job ended, or its claim was made, this long ago
 LEFT_BEHIND_AFTER = 90.0
+#: how often a worker tells Prefect it is alive (it is offline after 3 intervals of silence)
+HEARTBEAT_EVERY = 10.0
+HEARTBEAT_INTERVAL = 30
 
 _FINAL_OF = {StatusCode.successful: "COMPLETED", StatusCode.failed: "FAILED", StatusCode.dismissed: "CANCELLED"}
 
@@ -107,9 +123,29 @@ class PrefectEngine(StoreEngine):
         self.api = PrefectAsync(self.target, backoff=backoff_of(rt.settings.prefect))
         self.ui_url = (rt.settings.prefect.ui_url or self.target.ui_url).rstrip("/")
         self._checked: dict[str, float] = {}  # job id -> when Prefect was last asked about it
+        self._specs: dict[tuple[str, str], tuple[models.Process, DeploymentSpec]] = {}
+
+    async def _spec(self, job: Job) -> DeploymentSpec:
+        """The deployment of the job's process in its namespace (made again only when the process changed)."""
+        catalog = self.rt.catalog
+        if catalog.is_builtin(job.process_id):
+            process = catalog.get(job.process_id, job.namespace)
+        else:
+            process = await asyncio.to_thread(catalog.get, job.process_id, job.namespace)
+        key = (job.namespace, job.process_id)
+        hit = self._specs.get(key)
+        if hit is not None and hit[0] is process.description:
+            return hit[1]
+        spec = deployment_spec(process.description, job.namespace, self.rt.settings.prefect)
+        if len(self._specs) > 10000:
+            self._specs.clear()
+        self._specs[key] = (process.description, spec)
+        return spec
 
     async def submit(self, job: Job) -> None:
-        run_id = await self.api.create_run(job.id, job.process_id, job.namespace)
+        spec = await self._spec(job)
+        policy = policy_of(job, self.rt.settings.prefect)
+        run_id = await self.api.create_run(job.id, spec, job.request.inputs, policy)
         job.run_ref = run_id
         self.rt.store.jobs.set_run_ref(job.id, run_id)
         wake_workers(self.rt.settings.store.data_dir)
@@ -169,14 +205,55 @@ class PrefectRuns:
         self.last_cancel_check = 0.0
         self.last_reconcile = 0.0
         self.last_resend = 0.0
+        self.last_heartbeat = 0.0
         self.prefect_down_since: float | None = None
         self.not_before: dict[str, float] = {}  # run id -> not proposed again before (monotonic)
         self.unsent: list[tuple[str, str, str]] = []  # (run id, state, message) Prefect must still be told
+        self.claimed: dict[str, dict[str, Any]] = {}  # job id -> its flow run as claimed (read by its process)
+        self.deployments: dict[str, tuple[str, str] | None] = {}  # deployment id -> (namespace, process id)
+        self.synced: dict[tuple[str, str], str] = {}  # (namespace, process id) -> fingerprint in Prefect
         start = PrefectSync(self.target, backoff=self.backoff)
         try:
-            self.deployment_id = start.ensure_deployment()
+            start.ensure_pool()
+            self._sync_deployments(start)
+            start.heartbeat(self.identity, HEARTBEAT_INTERVAL)
+            self.last_heartbeat = time.monotonic()
         finally:
             start.close()
+
+    # -- the deployments of the processes --------------------------------------------------------
+
+    def _sync_deployments(self, api: PrefectSync | None = None) -> None:
+        """One deployment per process of the ``default`` namespace, up to date with its description (its
+        inputs as parameters): what a Prefect user runs from the UI. Namespaces get theirs at their first job."""
+        api = api or self.api
+        try:
+            processes = self.rt.catalog.all("default")
+        except Exception:  # the store may be briefly unreachable: next time
+            log.warning("could not list the processes", exc_info=True)
+            return
+        existing = {(deployment_of(d) or ("", ""))[1]: d for d in api.deployments("namespace:default")}
+        for process in processes:
+            spec = deployment_spec(process.description, "default", self.rt.settings.prefect)
+            fingerprint = spec.fingerprint()
+            if self.synced.get(spec.key) == fingerprint:
+                continue
+            try:
+                dep_id = api.ensure_deployment(spec, existing.get(spec.process_id))
+            except ServiceUnavailable as exc:
+                log.warning("deployment of process %s not made: %s", spec.process_id, exc)
+                continue
+            self.deployments[dep_id] = spec.key
+            self.synced[spec.key] = fingerprint
+
+    def _deployment(self, deployment_id: str | None) -> tuple[str, str] | None:
+        """(namespace, process id) of an ogcflow deployment; None for another one."""
+        if not deployment_id:
+            return None
+        if deployment_id not in self.deployments:
+            found = self.api.deployment(deployment_id)
+            self.deployments[deployment_id] = deployment_of(found) if found else None
+        return self.deployments[deployment_id]
 
     # -- claiming ------------------------------------------------------------------------------
 
@@ -195,9 +272,13 @@ class PrefectRuns:
         if self.unsent and now - self.last_resend >= 1.0:
             self.last_resend = now
             self._resend()
+        if now - self.last_heartbeat >= HEARTBEAT_EVERY:
+            self.last_heartbeat = now
+            self.api.heartbeat(self.identity, HEARTBEAT_INTERVAL)
         if now - self.last_reconcile >= RECONCILE_EVERY:
             self.last_reconcile = now
             self._reconcile()
+            self._sync_deployments()
         interval = self.rt.settings.prefect.poll_interval
         if self.backlog and now - self.backlog_at > max(interval, 0.5):
             self.backlog = []  # an old poll: pools and queues may have been paused or limited since
@@ -225,17 +306,26 @@ class PrefectRuns:
         """Propose Pending for a run due now; its job, marked running, when Prefect accepts."""
         run_id = str(run["id"])
         answer = self.api.set_state(run_id, "PENDING", message=f"claimed by ogcflow worker {self.identity}")
-        job_id = str((run.get("parameters") or {}).get("job_id", ""))
         if not answer.accepted:
-            self._not_claimed(run_id, job_id, answer)
+            self._not_claimed(run_id, self._job_of(run), answer)
             return None
         try:
-            return self._start_job(run_id, job_id)
+            job = self._start_job(run)
         except Exception:  # the store failed us: give the run back rather than leave it Pending
             self._give_back(run_id, "the worker could not start its job; it is tried again")
             raise
+        if job is not None:
+            self.claimed = {job.id: run}  # what the job's process (forked next) reads
+        return job
 
-    def _not_claimed(self, run_id: str, job_id: str, answer: Answer) -> None:
+    def _job_of(self, run: dict[str, Any]) -> Job | None:
+        for job_id in job_ids_of(run):
+            job = self.rt.store.jobs.for_engine(job_id)
+            if job is not None:
+                return job
+        return None
+
+    def _not_claimed(self, run_id: str, job: Job | None, answer: Answer) -> None:
         wait = NOT_AGAIN_FOR
         if answer.status == "WAIT":
             wait = max(wait, min(answer.delay, 60.0))
@@ -244,29 +334,75 @@ class PrefectRuns:
             if answer.scheduled_time is not None:
                 due = (answer.scheduled_time - datetime.now(UTC)).total_seconds()
                 wait = max(wait, min(due, 3600.0))
-            if job_id:
-                self.rt.store.jobs.note(job_id, f"waiting: {answer.reason or answer.state_name} (Prefect: "
+            if job is not None:
+                self.rt.store.jobs.note(job.id, f"waiting: {answer.reason or answer.state_name} (Prefect: "
                                                 f"{answer.state_name}, tried again at {_at(answer.scheduled_time)})")
-        elif answer.status == "REJECT" and answer.state_type in FINAL_STATES and job_id:
-            job = self.rt.store.jobs.for_engine(job_id)
-            if job is not None and job.status is StatusCode.accepted:
-                self.rt.store.jobs.fail_lost(job_id, f"Prefect did not start the flow run ({answer.describe()})")
+        elif answer.status == "REJECT" and answer.state_type in FINAL_STATES and job is not None:
+            if job.status is StatusCode.accepted:
+                self.rt.store.jobs.fail_lost(job.id, f"Prefect did not start the flow run ({answer.describe()})")
         log.debug("flow run %s not claimed: %s", run_id, answer.describe())
         self.not_before[run_id] = time.monotonic() + wait
 
-    def _start_job(self, run_id: str, job_id: str) -> Job | None:
+    def _start_job(self, run: dict[str, Any]) -> Job | None:
+        """The job of a claimed run, marked running: an accepted job; a new job for a run made in Prefect
+        (the Run button, a schedule, an automation); an ended job again for a run Prefect retries (the UI's
+        Retry)."""
+        run_id = str(run["id"])
         jobs = self.rt.store.jobs
-        job = jobs.for_engine(job_id) if job_id else None
+        job = self._job_of(run)
         if job is None:
-            self._quietly(run_id, "FAILED", f"ogcflow has no job '{job_id}'")
-            return None
-        if job.status is not StatusCode.accepted:
+            job = self._adopt(run)
+            if job is None:
+                return None
+        if job.status in (StatusCode.successful, StatusCode.failed):
+            self.rt.storage_for(job.namespace).delete_job(job.id)  # the previous attempt's files
+            if not jobs.rerun(job.id, self.identity, run_id,
+                              f"running (attempt {int(run.get('run_count') or 0) + 1}: retried in Prefect)"):
+                self._quietly(run_id, "CANCELLED", "the job was dismissed")
+                return None
+        elif job.status is not StatusCode.accepted:
             self._quietly(run_id, "CANCELLED", f"the job is {job.status.value}")
             return None
-        if not jobs.mark_running(job.id, worker=self.identity, run_ref=run_id):
+        elif not jobs.mark_running(job.id, worker=self.identity, run_ref=run_id):
             self._quietly(run_id, "CANCELLED", "the job was dismissed")
             return None
+        policy = policy_of(job, self.rt.settings.prefect)
+        if (run.get("empirical_policy") or {}).get("retries") is None and policy.retries:
+            self.api.set_policy(run_id, policy)  # a run made in Prefect gets the process's retries
         return jobs.for_engine(job.id)
+
+    def _adopt(self, run: dict[str, Any]) -> Job | None:
+        """A new OGC job (its id: the run's) for a flow run made in Prefect of a process's deployment, its
+        inputs the run's parameters; None (the run failed) when it is not a run of an ogcflow process. A job
+        whose inputs do not fit the process is recorded failed, saying why."""
+        run_id = str(run["id"])
+        found = self._deployment(run.get("deployment_id"))
+        if found is None:
+            self._quietly(run_id, "FAILED", "not a flow run of an ogcflow process's deployment")
+            return None
+        namespace, process_id = found
+        try:
+            process = self.rt.catalog.get(process_id, namespace)
+        except OGCError as exc:
+            self._quietly(run_id, "FAILED", exc.detail)
+            return None
+        params = {k: v for k, v in (run.get("parameters") or {}).items() if v is not None}
+        execute = models.Execute(inputs=params)
+        problem: str | None = None
+        try:
+            check_request(process.description, execute)
+        except OGCError as exc:
+            problem = exc.detail
+        job = new_job(process.description, execute, mode="async", namespace=namespace, engine=self.engine,
+                      base_url="", job_id=run_id)
+        job.request = dataclasses.replace(job.request, base_url=base_of(self.rt, job))
+        self.rt.store.jobs.create(job)
+        log.info("flow run %s (made in Prefect) is job %s of process %s", run_id, job.id, process_id)
+        if problem is not None:
+            self.rt.store.jobs.fail_lost(job.id, problem)
+            self._quietly(run_id, "FAILED", problem)
+            return None
+        return job
 
     def _give_back(self, run_id: str, message: str) -> None:
         """A claimed run back to Scheduled (due now): another poll takes it."""
@@ -279,10 +415,11 @@ class PrefectRuns:
 
     def execute(self, job: Job) -> None:
         """The job's flow run, from Running to its end, around the same ``run_job`` as every engine, each
-        retry Prefect asks for included. The run's logs in Prefect: the job's start and end, warnings and
-        errors of ogcflow, and the job's own log (a CWL run's) when it keeps one."""
+        retry Prefect asks for included. The run's logs in Prefect (sent about once a second): the job's start
+        and end, warnings and errors of ogcflow, and the job's own log (a CWL run's) as it is written; its
+        progress and results as artifacts."""
         api = PrefectSync(self.target, backoff=self.backoff)  # a client of this process: never the worker's
-        run = _JobRun(self, api, job)
+        run = _JobRun(self, api, job, self.claimed.get(job.id))
         root = logging.getLogger("ogcflow")
         root.addHandler(run.collect)
         try:
@@ -290,18 +427,6 @@ class PrefectRuns:
         finally:
             root.removeHandler(run.collect)
             api.close()
-
-    def _job_log(self, namespace: str, key: str | None, limit: int = 1000) -> list[LogRecord]:
-        """The last lines of the job's own log, as log records of its flow run."""
-        if not key:
-            return []
-        try:
-            text = self.rt.storage_for(namespace).read(key).decode("utf-8", errors="replace")
-        except Exception:  # the log is a courtesy to Prefect's UI; the job's outcome is recorded already
-            log.warning("could not read the job log %s", key, exc_info=True)
-            return []
-        now = time.time()
-        return [(now, logging.INFO, "ogcflow.job-log", line) for line in text.splitlines()[-limit:] if line]
 
     # -- what the worker tells -------------------------------------------------------------------------
 
@@ -352,28 +477,32 @@ class PrefectRuns:
     def _reconcile(self) -> None:
         """End the runs left behind: Pending, Running or AwaitingRetry while their job ended a while ago (its
         process could not tell Prefect, or its worker is gone), and Pending runs whose claim never became a
-        running job (given back)."""
+        running job (given back). A run whose state is newer than its job's end is a retry asked in Prefect:
+        the poll takes it."""
         try:
-            runs = (self.api.runs_in(self.deployment_id, ["PENDING", "RUNNING"])
-                    + self.api.runs_in(self.deployment_id, ["SCHEDULED"], names=["AwaitingRetry"]))
+            runs = (self.api.runs_in(["PENDING", "RUNNING"])
+                    + self.api.runs_in(["SCHEDULED"], names=["AwaitingRetry"]))
         except ServiceUnavailable:
             return
         now = utcnow()
         for run in runs:
             run_id = str(run["id"])
-            job_id = str((run.get("parameters") or {}).get("job_id", ""))
-            job = self.rt.store.jobs.for_engine(job_id) if job_id else None
+            job = self._job_of(run)
             if job is None:
                 continue
             state = run.get("state") or {}
-            if job.status is StatusCode.accepted and state.get("type") == "PENDING":
-                since = _parse(state.get("timestamp"))
-                if since is not None and (now - since).total_seconds() > LEFT_BEHIND_AFTER:
+            since = _parse(state.get("timestamp"))
+            old = since is not None and (now - since).total_seconds() > LEFT_BEHIND_AFTER
+            newer = since is not None and job.finished is not None and since > job.finished
+            if state.get("type") == "PENDING" and (job.status is StatusCode.accepted or newer):
+                if old:
                     log.warning("flow run %s was left Pending by its claim: given back", run_id)
                     self._give_back(run_id, "claimed by a worker that did not start it; tried again")
                 continue
             if job.active or job.finished is None or (now - job.finished).total_seconds() < LEFT_BEHIND_AFTER:
                 continue  # running here or elsewhere, or its process may still be telling Prefect
+            if newer:
+                continue
             final = _FINAL_OF.get(job.status)
             if final is not None:
                 log.warning("flow run %s was left %s behind its %s job: marked %s", run_id,
@@ -394,23 +523,24 @@ def _parse(value: Any) -> datetime | None:
 class _JobRun:
     """One job's flow run, driven from its process: every attempt, every answer of Prefect."""
 
-    def __init__(self, source: PrefectRuns, api: PrefectSync, job: Job) -> None:
+    def __init__(self, source: PrefectRuns, api: PrefectSync, job: Job, run: dict[str, Any] | None = None) -> None:
         self.source = source
         self.rt = source.rt
         self.api = api
         self.job = job
         self.run_id = job.run_ref or ""
-        self.records: list[LogRecord] = []
-        self.attempt = 1
+        self.report = RunReport(self.rt, api, job, self.run_id)
+        # a run Prefect retries (the UI's Retry of an ended run) is its next attempt
+        self.attempt = int((run or {}).get("run_count") or 0) + 1
         self.started = False  # Prefect knows the run is Running
         self.told = False  # Prefect was told the job's end (and took it)
         self.retry_at: datetime | None = None
         self.last_failure = ""
-        records = self.records
+        report = self.report
 
         class Collect(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                records.append((record.created, record.levelno, record.name, self.format(record)))
+                report.add(record.levelno, record.name, self.format(record))
 
         self.collect = Collect(logging.WARNING)
 
@@ -420,9 +550,9 @@ class _JobRun:
             return
         while True:
             suffix = f" (attempt {self.attempt})" if self.attempt > 1 else ""
-            self.records.append((time.time(), logging.INFO, "ogcflow.jobs",
-                                 f"job {job.id}: process {job.process_id}{suffix}"))
-            status = run_job(self.rt, job, before_end=self.before_end, attempt=self.attempt)
+            self.report.add(logging.INFO, "ogcflow.jobs", f"job {job.id}: process {job.process_id}{suffix}")
+            status = run_job(self.rt, job, before_end=self.before_end, attempt=self.attempt,
+                             started=self.report.started)
             if status is not None:
                 break
             self.attempt += 1  # Prefect retries the run: AwaitingRetry until self.retry_at
@@ -437,8 +567,10 @@ class _JobRun:
             return
         ended = self.rt.store.jobs.for_engine(job.id)
         message = (ended.message if ended else None) or status.value
-        final = "COMPLETED" if status is StatusCode.successful else "FAILED"
-        self.end_run(final, None if status is StatusCode.successful else message)
+        ok = status is StatusCode.successful
+        if ok:
+            self.report.finish(True)  # the artifacts, before the run is Completed: all there when it is
+        self.end_run("COMPLETED" if ok else "FAILED", None if ok else message)
 
     # -- Running ---------------------------------------------------------------------------------
 
@@ -507,11 +639,11 @@ class _JobRun:
     def before_end(self, outcome: Outcome, log_key: str | None) -> bool:
         """Before the job's end is recorded: a failure is proposed to Prefect first, which may retry it."""
         job = self.job
-        self.records.extend(self.source._job_log(job.namespace, log_key))
         ok = outcome.status is StatusCode.successful
+        self.report.ended(log_key, ok)
         suffix = f" (attempt {self.attempt})" if self.attempt > 1 else ""
-        self.records.append((time.time(), logging.INFO if ok else logging.ERROR, "ogcflow.jobs",
-                             f"job {job.id}: {outcome.message}{suffix}"))
+        self.report.add(logging.INFO if ok else logging.ERROR, "ogcflow.jobs",
+                        f"job {job.id}: {outcome.message}{suffix}")
         if ok or not self.started:
             return True  # a success is recorded first (the fast path); the run follows
         try:
@@ -529,12 +661,7 @@ class _JobRun:
         return True
 
     def _send_logs(self) -> None:
-        records, self.records[:] = list(self.records), []
-        try:
-            self.api.post_logs(self.run_id, records)
-        except ServiceUnavailable:
-            self.records[:0] = records
-            raise
+        self.report.send()
 
     def end_run(self, final: str, message: str | None, patience: float = 60.0) -> None:
         """Bring the flow run to the job's end (and its logs), retrying while Prefect is unreachable: the job

@@ -25,12 +25,10 @@ from typing import Any
 
 import httpx
 
+from ogcflow.engines.prefect_deploy import DeploymentSpec, RunPolicy
 from ogcflow.errors import ServiceUnavailable
 from ogcflow.netpolicy import ssl_context
 
-FLOW_NAME = "ogcflow-job"
-#: what executes the deployment's runs (shown in Prefect; runs are executed by `ogcflow worker`)
-ENTRYPOINT = "ogcflow.engines.prefect:PrefectRuns"
 #: how ogcflow introduces itself: not as a Prefect client (whose versions Prefect's rules tell apart)
 USER_AGENT = "ogcflow"
 
@@ -93,10 +91,11 @@ class _Tries:
         self.started = self.answered = time.monotonic()
         self.count = 0
 
-    def wait(self, resp: httpx.Response | None) -> float | None:
-        """Seconds to wait before the next try (``resp``: the retryable answer, None when there was none);
-        None when the budget is spent: ``budget`` seconds since the first try, or ``unreachable`` seconds
-        since Prefect last answered."""
+    def wait(self, resp: httpx.Response | None, slow: bool = False) -> float | None:
+        """Seconds to wait before the next try (``resp``: the retryable answer, None when there was none;
+        ``slow``: Prefect took the request but did not answer in time, i.e. it is there and busy); None when
+        the budget is spent: ``budget`` seconds since the first try, or ``unreachable`` seconds since Prefect
+        last answered."""
         b = self.backoff
         now = time.monotonic()
         after = retry_after(resp.headers.get("retry-after")) if resp is not None else None
@@ -105,7 +104,7 @@ class _Tries:
         else:
             delay = min(b.cap, b.first * 2 ** self.count) * random.uniform(1.0 - b.jitter, 1.0 + b.jitter)
         self.count += 1
-        if resp is not None and resp.status_code in BUSY_STATUSES:
+        if slow or (resp is not None and resp.status_code in BUSY_STATUSES):
             self.answered = now
         if now - self.started + delay > b.budget or now - self.answered + delay > b.unreachable:
             return None
@@ -143,12 +142,6 @@ def _check(resp: httpx.Response, what: str) -> httpx.Response:
 def _unavailable(target: PrefectTarget, what: str, exc: Exception) -> PrefectUnavailable:
     return PrefectUnavailable(f"Prefect at {target.api_url} is unreachable ({what}: "
                               f"{exc.__class__.__name__}: {exc}); try again later")
-
-
-def _deployment_body(flow_id: str, target: PrefectTarget) -> dict[str, Any]:
-    return {"name": target.work_pool, "flow_id": flow_id, "work_pool_name": target.work_pool,
-            "entrypoint": ENTRYPOINT, "description": "Jobs of the ogcflow OGC API - Processes server",
-            "tags": ["ogcflow"], "enforce_parameter_schema": False}
 
 
 def _time(value: Any) -> datetime | None:
@@ -240,7 +233,7 @@ class PrefectSync:
             try:
                 resp = self.http.request(method, path, **kw)
             except httpx.TransportError as exc:
-                delay = tries.wait(None)
+                delay = tries.wait(None, slow=isinstance(exc, httpx.ReadTimeout))
                 if delay is None:
                     raise _unavailable(self.target, what, exc) from None
             except httpx.HTTPError as exc:
@@ -253,9 +246,8 @@ class PrefectSync:
                     raise _failed(resp, what)
             time.sleep(delay)
 
-    def ensure_deployment(self) -> str:
-        """The work pool and the deployment of ogcflow jobs in it (``ogcflow-job/<pool>``), created when
-        missing; the deployment id."""
+    def ensure_pool(self) -> None:
+        """The work pool of ogcflow's workers, created when missing."""
         pool = self.target.work_pool
         if self._call("GET", f"work_pools/{pool}", "read the work pool").status_code == 404:
             resp = self._call("POST", "work_pools/", "create the work pool",
@@ -263,15 +255,79 @@ class PrefectSync:
                                     "description": "ogcflow workers (`ogcflow worker`) take runs from here"})
             if resp.status_code not in (200, 201, 409):
                 raise PrefectUnavailable(f"Prefect refused the work pool: {resp.text[:300]}")
-        resp = self._call("GET", f"deployments/name/{FLOW_NAME}/{pool}", "read the deployment")
-        if resp.status_code == 200:
-            return str(resp.json()["id"])
-        flow = self._call("POST", "flows/", "create the flow", json={"name": FLOW_NAME, "tags": ["ogcflow"]})
-        dep = self._call("POST", "deployments/", "create the deployment",
-                         json=_deployment_body(flow.json()["id"], self.target))
+
+    def ensure_deployment(self, spec: DeploymentSpec, known: dict[str, Any] | None = None) -> str:
+        """The deployment of ``spec`` (created when missing, brought up to date when it differs); its id.
+        ``known``: the deployment as read already, if it was."""
+        found = known
+        if found is None:
+            resp = self._call("GET", f"deployments/name/{spec.flow}/{spec.name}", "read the deployment")
+            found = resp.json() if resp.status_code == 200 else None
+        if found is not None:
+            have = {"description": found.get("description"), "tags": found.get("tags"),
+                    "parameter_openapi_schema": found.get("parameter_openapi_schema")}
+            want = spec.update()
+            if spec.work_queue:
+                have["work_queue_name"] = found.get("work_queue_name")
+            if have != want:
+                resp = self._call("PATCH", f"deployments/{found['id']}", "update the deployment", json=want)
+                if resp.status_code not in (200, 204):
+                    raise PrefectUnavailable(f"Prefect refused the deployment: {resp.text[:300]}")
+            return str(found["id"])
+        flow = self._call("POST", "flows/", "create the flow", json={"name": spec.flow, "tags": [spec.tags[0]]})
+        dep = self._call("POST", "deployments/", "create the deployment", json=spec.body(flow.json()["id"]))
+        if dep.status_code in (404, 409, 422):  # (no such work pool yet)
+            self.ensure_pool()
+            dep = self._call("POST", "deployments/", "create the deployment", json=spec.body(flow.json()["id"]))
         if dep.status_code not in (200, 201):
             raise PrefectUnavailable(f"Prefect refused the deployment: {dep.text[:300]}")
         return str(dep.json()["id"])
+
+    def deployments(self, tag: str) -> list[dict[str, Any]]:
+        """The deployments of the work pool with this tag."""
+        resp = self._call("POST", "deployments/filter", "read deployments",
+                          json={"deployments": {"tags": {"all_": [tag]}},
+                                "work_pools": {"name": {"any_": [self.target.work_pool]}}, "limit": 200})
+        return list(resp.json()) if resp.status_code == 200 else []
+
+    def deployment(self, deployment_id: str) -> dict[str, Any] | None:
+        resp = self._call("GET", f"deployments/{deployment_id}", "read a deployment")
+        return resp.json() if resp.status_code == 200 else None
+
+    def heartbeat(self, worker: str, interval: float) -> None:
+        """Tell Prefect this worker is alive: the pool is Ready and lists it."""
+        self._call("POST", f"work_pools/{self.target.work_pool}/workers/heartbeat", "send a worker heartbeat",
+                   json={"name": worker, "heartbeat_interval_seconds": int(interval)})
+
+    def set_policy(self, run_id: str, policy: RunPolicy) -> None:
+        """The retries of a flow run (Prefect retries a run that fails while it has some left)."""
+        self._call("PATCH", f"flow_runs/{run_id}", "set a flow run's retries",
+                   json={"empirical_policy": policy.empirical_policy()})
+
+    def create_artifact(self, run_id: str, kind: str, data: Any, description: str | None = None,
+                        key: str | None = None) -> str | None:
+        """An artifact of a flow run (progress, markdown, link...); its id."""
+        body: dict[str, Any] = {"type": kind, "data": data, "flow_run_id": run_id}
+        if description:
+            body["description"] = description
+        if key:
+            body["key"] = key
+        resp = self._call("POST", "artifacts/", "create an artifact", json=body)
+        return str(resp.json()["id"]) if resp.status_code in (200, 201) else None
+
+    def create_task_run(self, run_id: str, name: str) -> str | None:
+        """A task run of the flow run, Running; its id."""
+        body = {"flow_run_id": run_id, "name": name, "task_key": f"cwl-{name}", "dynamic_key": name,
+                "state": state_body("RUNNING")}
+        resp = self._call("POST", "task_runs/", "create a task run", json=body)
+        return str(resp.json()["id"]) if resp.status_code in (200, 201) else None
+
+    def end_task_run(self, task_run_id: str, state_type: str, message: str | None = None) -> None:
+        self._call("POST", f"task_runs/{task_run_id}/set_state", "end a task run",
+                   json={"state": state_body(state_type, message=message), "force": True})
+
+    def update_artifact(self, artifact_id: str, data: Any) -> None:
+        self._call("PATCH", f"artifacts/{artifact_id}", "update an artifact", json={"data": data})
 
     def scheduled_runs(self, limit: int, before: datetime | None = None) -> list[dict[str, Any]]:
         """Runs of the work pool that may start now (scheduled up to ``before``, default now), oldest
@@ -306,14 +362,16 @@ class PrefectSync:
                           json={"flow_runs": {"id": {"any_": run_ids}}, "limit": len(run_ids)})
         return {str(r["id"]): r for r in resp.json()}
 
-    def runs_in(self, deployment_id: str, state_types: list[str], names: list[str] | None = None,
+    def runs_in(self, state_types: list[str], names: list[str] | None = None,
                 limit: int = 200) -> list[dict[str, Any]]:
-        """Flow runs of the deployment in these states (and with these state names), oldest first."""
+        """Flow runs of ogcflow deployments of the work pool in these states (and with these state names),
+        oldest first."""
         state: dict[str, Any] = {"type": {"any_": state_types}}
         if names:
             state["name"] = {"any_": names}
         resp = self._call("POST", "flow_runs/filter", "read flow runs",
-                          json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}, "state": state},
+                          json={"flow_runs": {"state": state, "tags": {"all_": ["ogcflow"]}},
+                                "work_pools": {"name": {"any_": [self.target.work_pool]}},
                                 "sort": "EXPECTED_START_TIME_ASC", "limit": limit})
         if resp.status_code != 200:
             raise PrefectUnavailable(f"Prefect refused the filter: HTTP {resp.status_code} {resp.text[:300]}")
@@ -367,8 +425,8 @@ class PrefectAsync:
         self.http = httpx.AsyncClient(base_url=target.api_url.rstrip("/") + "/", timeout=timeout,
                                       headers={"User-Agent": USER_AGENT})
         self.limiter = _Limiter(concurrency)
-        self._deployment_id: str | None = None
-        self._deployment_lock = asyncio.Lock()  # the first submissions of a burst make it once
+        self._deployments: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (id, fingerprint)
+        self._deployment_lock = asyncio.Lock()
 
     async def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
         tries: _Tries | None = None
@@ -379,7 +437,7 @@ class PrefectAsync:
             try:
                 resp = await self.http.request(method, path, **kw)
             except httpx.TransportError as exc:
-                delay = tries.wait(None)
+                delay = tries.wait(None, slow=isinstance(exc, httpx.ReadTimeout))
                 if delay is None:
                     raise _unavailable(self.target, what, exc) from None
             except httpx.HTTPError as exc:
@@ -395,27 +453,39 @@ class PrefectAsync:
                 await self.limiter.release(overloaded)
             await asyncio.sleep(delay)
 
-    async def deployment_id(self) -> str:
-        async with self._deployment_lock:
-            if self._deployment_id is None:
-                sync = PrefectSync(self.target, backoff=self.backoff)
-                try:
-                    self._deployment_id = await asyncio.to_thread(sync.ensure_deployment)
-                finally:
-                    sync.close()
-            return self._deployment_id
+    async def deployment_id(self, spec: DeploymentSpec) -> str:
+        """The id of the deployment of ``spec`` (made or updated once per API process and description)."""
+        key, fingerprint = spec.key, spec.fingerprint()
+        known = self._deployments.get(key)
+        if known is not None and known[1] == fingerprint:
+            return known[0]
+        async with self._deployment_lock:  # the first submissions of a burst make it once
+            known = self._deployments.get(key)
+            if known is not None and known[1] == fingerprint:
+                return known[0]
+            sync = PrefectSync(self.target, backoff=self.backoff)
+            try:
+                dep_id = await asyncio.to_thread(sync.ensure_deployment, spec)
+            finally:
+                sync.close()
+            self._deployments[key] = (dep_id, fingerprint)
+            return dep_id
 
-    async def create_run(self, job_id: str, process_id: str, namespace: str) -> str:
+    async def create_run(self, job_id: str, spec: DeploymentSpec, parameters: dict[str, Any],
+                         policy: RunPolicy) -> str:
         """A flow run of the job (created once: its idempotency key is the job id, so a retried creation
-        gives the same run)."""
-        dep = await self.deployment_id()
-        body = {"name": job_id, "parameters": {"job_id": job_id},
-                "tags": ["ogcflow", f"process:{process_id}", f"namespace:{namespace}"],
-                "idempotency_key": job_id}
+        gives the same run), its parameters the job's inputs."""
+        dep = await self.deployment_id(spec)
+        body: dict[str, Any] = {"name": job_id, "parameters": parameters, "idempotency_key": job_id,
+                                "tags": ["ogcflow", f"process:{spec.process_id}", f"namespace:{spec.namespace}"]}
+        if policy.retries:
+            body["empirical_policy"] = policy.empirical_policy()
+        if policy.work_queue:
+            body["work_queue_name"] = policy.work_queue
         resp = await self._call("POST", f"deployments/{dep}/create_flow_run", "create a flow run", json=body)
         if resp.status_code == 404:  # the deployment was deleted: recreate it once
-            self._deployment_id = None
-            dep = await self.deployment_id()
+            self._deployments.pop(spec.key, None)
+            dep = await self.deployment_id(spec)
             resp = await self._call("POST", f"deployments/{dep}/create_flow_run", "create a flow run", json=body)
         if resp.status_code not in (200, 201):
             raise PrefectUnavailable(f"Prefect refused the flow run: HTTP {resp.status_code} {resp.text[:300]}")

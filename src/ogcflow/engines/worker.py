@@ -389,6 +389,8 @@ class Worker:
             if done == 0:
                 continue
             self._forget(child)
+            if any(c.job_id == child.job_id for c in self.children.values()):
+                continue  # a new attempt of its job runs already (a retry asked in the engine): not its end
             now_status = self.rt.store.jobs.status_of([child.job_id]).get(child.job_id)
             if now_status is StatusCode.dismissed:
                 self.stopped(child.job_id)  # dismissed while it ended by itself

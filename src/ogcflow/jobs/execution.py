@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ogcflow import models
-from ogcflow.domain import Failure, Job, JobRequest, Manifest, Subscriber, job_failed, utcnow
-from ogcflow.errors import InputFetchError, ProcessCancelled, ProcessError, ServiceUnavailable
+from ogcflow.domain import Failure, Job, JobRequest, Manifest, RunOptions, Subscriber, job_failed, utcnow
+from ogcflow.errors import InputFetchError, InvalidParameter, ProcessCancelled, ProcessError, ServiceUnavailable
 from ogcflow.jobs.results import results_document, store_outputs
 from ogcflow.jobs.status import status_info
 from ogcflow.models import StatusCode
@@ -33,8 +33,36 @@ LOG_NAME = "job.log"  # a job's log in results storage
 LOG_EVERY = 1.0  # seconds between two copies of a running job's log to results storage
 
 
+#: the execute request's member that says how the orchestrator runs the job (see :class:`RunOptions`)
+RUN_MEMBER = "prefect"
+_BANNED_IN_NAMES = set('/%&<>')
+
+
+def run_options(execute: models.Execute) -> RunOptions | None:
+    """The execute request's ``prefect`` member (``retries``, ``retryDelaySeconds``, ``workQueue``), checked:
+    a 400 naming what is wrong."""
+    raw = (execute.model_extra or {}).get(RUN_MEMBER)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"retries", "retryDelaySeconds", "workQueue"}:
+        raise InvalidParameter(f"'{RUN_MEMBER}' must be an object with 'retries', 'retryDelaySeconds' and/or "
+                               "'workQueue'")
+    retries, delay, queue = raw.get("retries"), raw.get("retryDelaySeconds"), raw.get("workQueue")
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool)
+                                or not 0 <= retries <= 100):
+        raise InvalidParameter(f"'{RUN_MEMBER}.retries' must be an integer from 0 to 100")
+    if delay is not None and (not isinstance(delay, int | float) or isinstance(delay, bool)
+                              or not 0 <= delay <= 86400):
+        raise InvalidParameter(f"'{RUN_MEMBER}.retryDelaySeconds' must be a number of seconds from 0 to 86400")
+    if queue is not None and (not isinstance(queue, str) or not 0 < len(queue) <= 100
+                              or _BANNED_IN_NAMES & set(queue)):
+        raise InvalidParameter(f"'{RUN_MEMBER}.workQueue' must be a work queue name (1-100 characters, "
+                               "none of / % & < >)")
+    return RunOptions(retries=retries, retry_delay_seconds=None if delay is None else float(delay), work_queue=queue)
+
+
 def new_job(process: models.Process, execute: models.Execute, *, mode: str, namespace: str, engine: str,
-            base_url: str, owner: str | None = None) -> Job:
+            base_url: str, owner: str | None = None, job_id: str | None = None) -> Job:
     now = utcnow()
     sub = execute.subscriber
     request = JobRequest(
@@ -42,8 +70,9 @@ def new_job(process: models.Process, execute: models.Execute, *, mode: str, name
         base_url=base_url,
         subscriber=None if sub is None else Subscriber(success_uri=sub.successUri, in_progress_uri=sub.inProgressUri,
                                                        failed_uri=sub.failedUri),
+        run=run_options(execute),
     )
-    return Job(id=str(uuid.uuid4()), process_id=process.id, status=StatusCode.accepted, created=now,
+    return Job(id=job_id or str(uuid.uuid4()), process_id=process.id, status=StatusCode.accepted, created=now,
                updated=now, request=request, namespace=namespace, mode=mode, engine=engine,
                message="accepted", progress=0, owner=owner)
 
@@ -89,11 +118,13 @@ BeforeEnd = Callable[[Outcome, str | None], bool]
 
 
 def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
-            before_end: BeforeEnd | None = None, attempt: int = 1) -> StatusCode | None:
+            before_end: BeforeEnd | None = None, attempt: int = 1,
+            started: Callable[[JobContext], None] | None = None) -> StatusCode | None:
     """Execute a job that is marked running and record how it ended (unless it was dismissed meanwhile).
 
     ``before_end`` may keep the end from being recorded (the engine retries the job: then None is
-    returned); ``attempt`` > 1 is such a retry (subscribers heard of the job's start already)."""
+    returned); ``attempt`` > 1 is such a retry (subscribers heard of the job's start already); ``started``
+    is given the job's context before the process runs (an engine that watches its progress and log)."""
     if attempt == 1:
         _notify(rt, job, "inProgressUri")
 
@@ -122,6 +153,8 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
         ctx = JobContext(job_id=job.id, workdir=Path(tmp), report=report, cancel_event=cancelled,
                          storage=storage, base_url=job.request.base_url)
         running.append(ctx)
+        if started is not None:
+            started(ctx)
         outcome = execute_process(rt, job, ctx)
         log_key = None
         try:

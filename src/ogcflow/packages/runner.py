@@ -58,6 +58,19 @@ def redact_paths(text: str, workdir: Path) -> str:
 _PYTHON_TRACE = re.compile(r"^(Traceback \(most recent call last\)|File \"|\w+(\.\w+)+(Error|Exception)\b)")
 
 
+_JOB_LINE = re.compile(r"\[job ([^\]\s]+)\] (?:completed (\w+)$)?")
+
+
+def step_event(line: str) -> tuple[str, str | None] | None:
+    """What a line of a CWL run's log says of one of the run's jobs (a step of a workflow, a scatter job, the
+    tool itself): (its name, None) for a line of a job that runs, (its name, how) for its end ('success',
+    'permanentFail', ...); None for other lines."""
+    match = _JOB_LINE.search(_STAMP.sub("", line, count=1))
+    if match is None or match.start() != 0:
+        return None
+    return match.group(1), match.group(2)
+
+
 def _failure_summary(log_path: Path) -> str:
     """Why a run failed, in a few lines of its log: the steps' own ``ERROR <step>: ...`` messages when there
     are some; otherwise which steps exited with which status, and the error lines they printed (no Python

@@ -126,6 +126,16 @@ class JobStore:
         with self.engine.begin() as conn:
             return self._set(conn, job_id, [StatusCode.accepted.value], **values)
 
+    def rerun(self, job_id: str, worker: str, run_ref: str, message: str) -> bool:
+        """Run an ended job again (successful or failed: its engine was asked to retry it, e.g. from the
+        Prefect UI): running, its previous end forgotten. False when it is not so (dismissed, or active)."""
+        now = naive(utcnow())
+        with self.engine.begin() as conn:
+            return self._set(conn, job_id, [StatusCode.successful.value, StatusCode.failed.value],
+                             status=StatusCode.running.value, started=now, heartbeat=now, finished=None,
+                             duration=None, worker=worker, run_ref=run_ref, progress=0, message=message[:2000],
+                             results=None, error=None, log=None)
+
     def requeue(self, job_id: str, message: str) -> bool:
         """Give a running job back to the queue (its engine starts it again later); False when it is not
         running any more (dismissed meanwhile)."""
