@@ -146,6 +146,17 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _end_group(worker: str) -> None:
+    """Kill what is left of the process group of a job whose worker died (``host:pid/child``): the job's
+    process died with its worker, processes it started in its group may not have (without the sandbox)."""
+    child = worker.rsplit("/", 1)[-1] if "/" in worker else ""
+    if child.isdigit() and not pid_alive(int(child)):  # the group's leader is gone: the id is not reused
+        try:
+            os.killpg(int(child), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class Worker:
     """A worker daemon with ``concurrency`` job slots, taking jobs from ``source``."""
 
@@ -217,6 +228,7 @@ class Worker:
         for job in self.rt.store.jobs.running_on(self.source.engine, host + ":"):
             pid = int((job.worker or "").rsplit(":", 1)[-1].split("/")[0] or 0)
             if not pid or not pid_alive(pid) or pid == os.getpid():
+                _end_group(job.worker or "")
                 self.lost(job.id, "the server stopped while this job was running", rerun=True)
                 log.warning("job %s failed: its worker %s is gone", job.id, job.worker)
 
