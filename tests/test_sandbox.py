@@ -105,7 +105,7 @@ def test_a_tool_sees_neither_the_data_dir_nor_the_store_nor_other_jobs(sserver: 
     data = sserver.data_dir.resolve()
     db = data / "ogcflow.db"
     deploy(sc, tool("snoop", f"ls -la {data}; cat {data}/results/*/* {data}/results/*/*/*; ls -la /tmp; "
-                             "grep -rs 'secret-of-another-job-[0-9a-f]\\{6\\}' /tmp /home /root /var /srv /work | head; "
+                             "grep -rs 'secret-of-another-job-[0-9a-f]\\{6\\}' /tmp /home /root /var /work | head; "
                              f"echo x >> {db} && echo WROTE; "
                              f"sqlite3 {db} \"update jobs set message='owned'\" && echo UPDATED"))
     out = run(sc, "snoop")
@@ -144,8 +144,8 @@ def test_a_directory_input_of_a_host_path_is_refused(sc: httpx.Client) -> None:
 
 
 def test_resource_limits_apply(sc: httpx.Client) -> None:
-    deploy(sc, tool("limits", "cat /proc/self/limits",
-                    requirements="  ResourceRequirement: {ramMax: 300, outdirMax: 64}\n  ToolTimeLimit: {timelimit: 20}"))
+    requirements = "  ResourceRequirement: {ramMax: 300, outdirMax: 64}\n  ToolTimeLimit: {timelimit: 20}"
+    deploy(sc, tool("limits", "cat /proc/self/limits", requirements=requirements))
     limits = {line[:26].strip(): line[26:].split()[0] for line in run(sc, "limits").splitlines()[1:] if line}
     assert limits["Max cpu time"] == "21"
     assert limits["Max data size"] == str(300 * 1024 * 1024)

@@ -52,7 +52,7 @@ class CWLProcess(Process):
         self.settings = settings
         self.network = network
         self.hooks = hooks
-        self.sandbox = sandbox if sandbox is not None else SandboxSettings()
+        self.sandbox = sandbox if sandbox is not None else SandboxSettings.from_flat({})
         self._file: Path | None = None
         self._reruns: int | None = None
 

@@ -238,7 +238,7 @@ def _loading_context(container_runtime: str) -> Any:
     options = container_options(container_runtime)
     context = LoadingContext({"strict": False, "do_validate": True, "podman": bool(options.get("podman")),
                               "singularity": bool(options.get("singularity"))})
-    context.construct_tool_object = make_tool  # local commands run in the job's sandbox, when it has one
+    context.construct_tool_object = make_tool  # type: ignore[assignment]  # commands run in the job's sandbox
     return context
 
 
@@ -306,7 +306,7 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     })
     saved_js = sandboxjs.get_js_engine()
     if sandbox is not None:
-        runtime.ogcflow_sandbox = sandbox
+        setattr(runtime, "ogcflow_sandbox", sandbox)  # noqa: B010 - read by the sandboxed job class
         sandboxjs.set_js_engine(js_engine(sandbox))
     saved_env = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})

@@ -296,12 +296,12 @@ def _job_class() -> type:
     from cwltool.errors import WorkflowException
     from cwltool.job import CommandLineJob
 
-    class SandboxedCommandLineJob(CommandLineJob):  # type: ignore[misc]
+    class SandboxedCommandLineJob(CommandLineJob):
         def _execute(self, runtime: list[str], env: MutableMapping[str, str], runtimeContext: Any,
                      monitor_function: Any = None) -> None:
             sandbox: Sandbox | None = getattr(runtimeContext, "ogcflow_sandbox", None)
             if sandbox is None:
-                return super()._execute(runtime, env, runtimeContext, monitor_function)  # type: ignore[no-any-return]
+                return super()._execute(runtime, env, runtimeContext, monitor_function)
             try:
                 for entry in self.pathmapper.items_exclude_children() if hasattr(
                         self.pathmapper, "items_exclude_children") else self.pathmapper.items():
@@ -321,7 +321,7 @@ def _job_class() -> type:
                 return collect(outdir, rcode)
 
             self.collect_outputs = collect_clean
-            return super()._execute(prefix + runtime, env, runtimeContext,  # type: ignore[no-any-return]
+            return super()._execute(prefix + runtime, env, runtimeContext,
                                     monitor_function)
 
     return SandboxedCommandLineJob
@@ -341,7 +341,7 @@ def make_tool(toolpath_object: Any, loading_context: Any) -> Any:
         if "tool" not in _CLASSES:
             job_class = _job_class()
 
-            class SandboxedTool(CommandLineTool):  # type: ignore[misc]
+            class SandboxedTool(CommandLineTool):
                 def make_job_runner(self, runtimeContext: Any) -> Any:
                     found = super().make_job_runner(runtimeContext)
                     return job_class if found is CommandLineJob else found
@@ -355,7 +355,7 @@ def js_engine(sandbox: Sandbox) -> Any:
     """cwltool's JavaScript engine with node run in the sandbox (expressions are the package's code)."""
     from cwl_utils.sandboxjs import NodeJSEngine
 
-    class SandboxedNodeJS(NodeJSEngine):  # type: ignore[misc]
+    class SandboxedNodeJS(NodeJSEngine):
         localdata = threading.local()  # never a node process started outside the sandbox
 
         def new_js_proc(self, js_text: str, force_docker_pull: bool = False,
