@@ -39,10 +39,11 @@ from ogcflow.settings import SandboxSettings
 
 log = logging.getLogger("ogcflow.sandbox")
 
-#: files of the host's /etc that commands may read (libraries, certificates, time zone, name service)
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
-             "ca-certificates.conf", "localtime", "timezone", "nsswitch.conf", "hosts", "resolv.conf",
-             "host.conf", "gai.conf", "protocols", "services", "mime.types", "magic", "gdal", "proj")
+#: what commands may read of the host's /etc: files copied into the sandbox's /etc (one mount for all),
+#: directories bound (libraries, certificates, alternatives, time zone, name service, GDAL/PROJ)
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "timezone", "nsswitch.conf", "hosts", "resolv.conf",
+             "host.conf", "gai.conf", "protocols", "services", "mime.types", "magic", "ca-certificates.conf")
+ETC_DIRS = ("ld.so.conf.d", "alternatives", "ssl", "ca-certificates", "gdal", "proj")
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 UID_SPAN = 50000
 MiB = 1024 * 1024
@@ -114,10 +115,20 @@ class Sandbox:
         os.chmod(self.root, 0o750)
 
     def _etc_files(self) -> Path:
-        """A passwd and a group that name the sandbox user (in the job's directory, removed with it)."""
+        """The sandbox's /etc: copies of the host's ETC_FILES, a passwd and a group that name the sandbox
+        user (in the job's directory, removed with it)."""
         if self._etc is None:
             etc = self.root / ".sandbox-etc"
             etc.mkdir(parents=True, exist_ok=True)
+            etc.chmod(0o755)
+            for name in ETC_FILES:
+                try:
+                    shutil.copyfile(f"/etc/{name}", etc / name)
+                except OSError:  # missing, or a directory on this host
+                    continue
+            for name in ETC_DIRS:  # where the directories are bound
+                if os.path.isdir(f"/etc/{name}"):
+                    (etc / name).mkdir(exist_ok=True)
             uid = self.uid
             (etc / "passwd").write_text(f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
                                         f"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
@@ -138,11 +149,11 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/etc"]
-        for name in ETC_FILES:
-            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        etc = self._etc_files()
-        args += ["--ro-bind", str(etc / "passwd"), "/etc/passwd", "--ro-bind", str(etc / "group"), "/etc/group"]
+        args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp",
+                 "--ro-bind", str(self._etc_files()), "/etc"]
+        for name in ETC_DIRS:
+            if os.path.isdir(f"/etc/{name}"):
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
         wanted = sorted({*self.readable, *(str(p) for p in self.settings.read_only_paths)})
         for path in wanted:
             if any(other != path and _within(path, other) for other in wanted):
