@@ -9,7 +9,7 @@ scripts/setup.sh test
 # the EO notebook's client (EOEPCA ogc_api_client, not on PyPI): the wheel beside the project, in ../shared
 .venv/bin/python -m pip install -q --no-deps ../shared/clients/ogc_api_client-0.0.3-py3-none-any.whl
 scripts/tools.sh
-scripts/debs.sh chromium chromium-driver postgresql
+scripts/debs.sh chromium chromium-driver postgresql bubblewrap
 export OGCFLOW_PG_DIR=${OGCFLOW_PG_DIR:-$(mktemp -d /tmp/ogcflow-pg.XXXXXX)}
 export OGCFLOW_PG_PORT=${OGCFLOW_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 export OGCFLOW_PREFECT_DIR=${OGCFLOW_PREFECT_DIR:-$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)}

@@ -221,11 +221,33 @@ outputs: {}
 """
 
 
-def _sleeps_of(marker_pid: int) -> list[int]:
-    import subprocess
+def _sleeps_of(job_pid: int) -> list[int]:
+    """The ``sleep`` processes descending from a job's process (its tools run in sandboxes of their own
+    session)."""
+    import os
 
-    out = subprocess.run(["pgrep", "-s", str(marker_pid), "sleep"], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    head, rest = fh.read().rsplit(")", 1)
+                parents[int(entry)] = int(rest.split()[1])
+                names[int(entry)] = head.split("(", 1)[1]
+            except (OSError, ValueError, IndexError):
+                continue
+
+    def under(pid: int) -> bool:
+        for _ in range(64):
+            pid = parents.get(pid, 0)
+            if pid == job_pid:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return [pid for pid, name in names.items() if name == "sleep" and under(pid)]
 
 
 def test_job_log_and_dismiss_stops_every_step(dc: httpx.Client, dserver: Server) -> None:

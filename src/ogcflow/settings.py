@@ -248,6 +248,36 @@ class CWLSettings(SettingsGroup):
         description="Shipped application packages deployed at first start (an undeploy is not undone).")
 
 
+class SandboxSettings(SettingsGroup):
+    """The sandbox of CWL tools' commands (bubblewrap; docs/security.md)."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX + "SANDBOX_", extra="ignore", frozen=True,
+                                      populate_by_name=True)
+    group: ClassVar[str] = "sandbox"
+    enabled: bool = Field(
+        True, validation_alias="OGCFLOW_SANDBOX",
+        description="Run every command of a CWL tool in a bubblewrap sandbox (false is UNSAFE: deployed tools "
+                    "then run with the server's user, environment, files and network).")
+    bwrap: str = Field("bwrap", description="The bubblewrap command (Debian package bubblewrap).")
+    uid_base: int = Field(
+        100000, description="Sandboxed commands run as uid/gid uid_base + (job process id mod 50000), a user "
+                            "of their own per job process with no files on the host.")
+    network: Literal["deny", "host"] = Field(
+        "deny", description="What a tool that declares NetworkAccess gets: deny (no network, as every other "
+                            "tool) or host (the host's network; the network policy is NOT applied to it).")
+    max_cpu_seconds: int = Field(3600, description="CPU seconds per command (RLIMIT_CPU).")
+    max_memory_mb: int = Field(
+        4096, description="Memory per process of a command (RLIMIT_DATA), or the tool's ramMax if lower.")
+    max_open_files: int = Field(1024, description="Open files per process of a command (RLIMIT_NOFILE).")
+    max_processes: int = Field(256, description="Processes of one job process's sandbox user (RLIMIT_NPROC).")
+    max_file_size_mb: int = Field(
+        10240, description="Largest file a command writes (RLIMIT_FSIZE), or the tool's outdirMax/tmpdirMax "
+                           "if lower.")
+    read_only_paths: list[Path] = Field(
+        default_factory=list, description="More host paths commands may read (besides /usr, the job's inputs "
+                                          "and a minimal /etc).")
+
+
 class AuthSettings(SettingsGroup):
     """Who may do what (docs/security.md)."""
 
@@ -283,7 +313,8 @@ class PluginSettings(SettingsGroup):
 
 
 CORE_GROUPS: tuple[type[SettingsGroup], ...] = (ServerSettings, StoreSettings, NetworkSettings, AuthSettings,
-                                                EngineSettings, PrefectSettings, CWLSettings, PluginSettings)
+                                                EngineSettings, PrefectSettings, CWLSettings, SandboxSettings,
+                                                PluginSettings)
 
 
 class Settings:
@@ -302,6 +333,7 @@ class Settings:
         self.engine = EngineSettings.from_flat(self.overrides)
         self.prefect = PrefectSettings.from_flat(self.overrides)
         self.cwl = CWLSettings.from_flat(self.overrides)
+        self.sandbox = SandboxSettings.from_flat(self.overrides)
         self.plugins = PluginSettings.from_flat(self.overrides).plugins
         self._groups: dict[type[SettingsGroup], SettingsGroup] = {}
 

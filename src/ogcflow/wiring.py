@@ -78,7 +78,7 @@ def build(settings: Settings) -> Server:
     settings.store.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.store.db_url)
     catalog = ProcessCatalog(builtin_processes(), store.processes)
-    catalog.register_factory("cwl", cwl_factory(settings.cwl, settings.network, ext.cwl))
+    catalog.register_factory("cwl", cwl_factory(settings.cwl, settings.network, ext.cwl, settings.sandbox))
     catalog.register_factory(native.KIND, native.factory(settings.prefect))  # Prefect deployments
     rt = Runtime(settings=settings, store=store, storage=make_storage(settings.store), catalog=catalog)
     return Server(rt=rt, ext=ext)

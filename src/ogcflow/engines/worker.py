@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from ogcflow.children import stop_child
+from ogcflow.children import become_subreaper, children_of, die_with_parent, kill_descendants, stop_child
 from ogcflow.domain import Job
 from ogcflow.jobs.callbacks import dispatch_forever
 from ogcflow.jobs.execution import run_job
@@ -146,6 +146,17 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _end_group(worker: str) -> None:
+    """Kill what is left of the process group of a job whose worker died (``host:pid/child``): the job's
+    process died with its worker, processes it started in its group may not have (without the sandbox)."""
+    child = worker.rsplit("/", 1)[-1] if "/" in worker else ""
+    if child.isdigit() and not pid_alive(int(child)):  # the group's leader is gone: the id is not reused
+        try:
+            os.killpg(int(child), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class Worker:
     """A worker daemon with ``concurrency`` job slots, taking jobs from ``source``."""
 
@@ -167,6 +178,7 @@ class Worker:
         self.woken = False  # a job was submitted on this host since the last look
         self.last_watch = self.last_beat = self.last_reap = 0.0
         self._started: list[WorkerPlugin] = []
+        self._own: set[int] = set()
 
     # -- what the worker does to a job it ends ---------------------------------------------------
 
@@ -216,6 +228,7 @@ class Worker:
         for job in self.rt.store.jobs.running_on(self.source.engine, host + ":"):
             pid = int((job.worker or "").rsplit(":", 1)[-1].split("/")[0] or 0)
             if not pid or not pid_alive(pid) or pid == os.getpid():
+                _end_group(job.worker or "")
                 self.lost(job.id, "the server stopped while this job was running", rerun=True)
                 log.warning("job %s failed: its worker %s is gone", job.id, job.worker)
 
@@ -232,8 +245,12 @@ class Worker:
             log.warning("could not prepare the results storage", exc_info=True)
 
     def _start_dispatcher(self) -> None:
+        worker = os.getpid()
         pid = os.fork()
         if pid == 0:
+            die_with_parent()
+            if os.getppid() != worker:
+                os._exit(0)
             os.setsid()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -248,12 +265,18 @@ class Worker:
         self.stopping = True
 
     def run(self) -> None:
+        if self.parent_pid:  # started by serve: stop (and stop every job) as soon as serve is gone
+            die_with_parent(signal.SIGTERM)
+            if not pid_alive(self.parent_pid):
+                return
+        become_subreaper()  # what a job's processes leave behind comes back to the worker, which ends it
         self._start_plugins()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.recover()
         if self.callbacks:
             self._start_dispatcher()
+        self._own = set(children_of(os.getpid()))  # the plugins' processes (a step server)
         log.info("worker %s: %d slot(s)", self.identity, self.concurrency)
         self._open_wake()
         try:
@@ -337,6 +360,7 @@ class Worker:
             self.lost(child.job_id, "the worker was stopped while this job was running", rerun=True,
                       attempt=child.attempt)
         self._collect()
+        self._sweep()
         for plugin in reversed(self._started):
             try:
                 plugin.stop()
@@ -357,10 +381,15 @@ class Worker:
 
     def _fork(self, job: Job) -> None:
         self._prepare(job)
+        worker = os.getpid()
         pid = os.fork()
         if pid == 0:  # the job's process
             code = 0
             try:
+                die_with_parent()  # a worker killed with -9 takes its jobs with it
+                if os.getppid() != worker:
+                    os._exit(1)
+                become_subreaper()  # the job's own orphans stay its children: it ends them all below
                 os.setsid()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -370,7 +399,10 @@ class Worker:
                 log.exception("job %s: the job process failed", job.id)
                 code = 1
             finally:
-                os._exit(code)
+                try:
+                    kill_descendants()  # nothing the job started outlives it
+                finally:
+                    os._exit(code)
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -389,6 +421,7 @@ class Worker:
             if done == 0:
                 continue
             self._forget(child)
+            self._sweep()
             if any(c.job_id == child.job_id for c in self.children.values()):
                 continue  # a new attempt of its job runs already (a retry asked in the engine): not its end
             now_status = self.rt.store.jobs.status_of([child.job_id]).get(child.job_id)
@@ -453,6 +486,14 @@ class Worker:
         except ChildProcessError:
             pass
         self._forget(child)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """End the orphans that killed job processes left (they came back to the worker, a subreaper)."""
+        keep = self._own | set(self.children) | ({self.dispatcher_pid} if self.dispatcher_pid else set())
+        killed = kill_descendants(frozenset(keep))
+        if killed:
+            log.info("ended %d process(es) left behind by ended jobs", killed)
 
     def _forget(self, child: _Child) -> None:
         self.children.pop(child.pid, None)

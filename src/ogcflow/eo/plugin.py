@@ -32,11 +32,12 @@ class StepServerPlugin:
 
     order = 0
 
-    def __init__(self) -> None:
+    def __init__(self, config: str | None = None) -> None:
+        self.config = config
         self.server: StepServer | None = None
 
     def start(self) -> None:
-        self.server = StepServer().start()
+        self.server = StepServer(self.config).start()
 
     def stop(self) -> None:
         if self.server is not None:
@@ -56,11 +57,24 @@ def register(ext: Extensions) -> None:
             env[STEP_SOCKET_ENV] = socket
         return env
 
+    def sandbox_paths() -> list[str]:
+        """What the steps need in a tool's sandbox, which they enter: the socket, the interpreter and its
+        libraries (modules imported late, PROJ and GDAL data), ogcflow's code, the local roots of items."""
+        import sys
+
+        import ogcflow
+
+        socket = os.environ.get(STEP_SOCKET_ENV)
+        code = os.path.dirname(os.path.abspath(ogcflow.__file__))
+        return [sys.prefix, sys.base_prefix, code, *(str(p) for p in eo.eo_local_roots),
+                *([socket] if socket else [])]
+
     ext.cwl.output_handlers.append(stac_output)
     ext.cwl.step_env.append(step_env)
+    ext.cwl.sandbox_paths.append(sandbox_paths)
     if eo.cwl_step_images:
         ext.cwl.images.update(STEP_IMAGES)
         if settings.cwl.container_runtime == "none":
-            ext.worker_plugins.append(StepServerPlugin())
+            ext.worker_plugins.append(StepServerPlugin(config))
     for name in SHIPPED:
         ext.shipped[name] = partial(shipped_package, name)

@@ -5,7 +5,12 @@ The worker forks the server at start; it listens on a UNIX socket in a private d
 (``OGCFLOW_STEP_SOCKET``, passed on to CWL steps), and for every connection of :mod:`ogcflow.eo.launch`
 forks a step process that takes the launcher's standard streams, working directory and environment, runs
 the step and sends back its exit status. A step process kills itself when its launcher goes away. The
-server ends when the worker does.
+server ends when the worker does (and at once if the worker is killed: PR_SET_PDEATHSIG).
+
+A launcher running in a CWL sandbox (``ogcflow.packages.sandbox``: another user) gets a step process that
+enters the sandbox's mount namespace and becomes the sandbox's user before it runs anything: the step sees
+the files the tool sees, no more, while it keeps the host's network, which the steps use under the network
+policy of the server's own step configuration (never one the launcher sends).
 """
 
 from __future__ import annotations
@@ -113,17 +118,44 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes:
     return data
 
 
-def _run_step(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
+def _enter_sandbox(conn: socket.socket) -> None:
+    """If the launcher runs as another user than this server (in a sandbox), take its mount namespace, its
+    root and its user: the step can then reach only what the sandboxed tool can."""
+    import ctypes
+
+    pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                         struct.calcsize("3i")))
+    if uid == os.getuid():
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0x00020000) != 0:  # CLONE_NEWNS
+            raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(fd)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def _run_step(conn: socket.socket, fds: list[int], request: dict[str, Any], config: str | None = None) -> None:
     """In the forked step process: become the launcher's step, run it, send the exit status. Never returns."""
     code = 1
     try:
+        _die_with_parent()
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         for fd in fds:
             os.close(fd)
+        _enter_sandbox(conn)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        if config is not None:
+            from ogcflow.eo.config import ENV as CONFIG_ENV
+
+            os.environ[CONFIG_ENV] = config
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -157,8 +189,17 @@ def _run_step(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> N
             os._exit(code)
 
 
-def serve(path: str, parent: int) -> None:
+def _die_with_parent() -> None:
+    from ogcflow.children import die_with_parent
+
+    die_with_parent()
+
+
+def serve(path: str, parent: int, config: str | None = None) -> None:
     """Accept launchers until the parent process is gone."""
+    _die_with_parent()
+    if os.getppid() != parent:
+        return
     _preload()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # step processes are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -166,7 +207,7 @@ def serve(path: str, parent: int) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = path + ".part"
     listener.bind(tmp)
-    os.chmod(tmp, 0o600)
+    os.chmod(tmp, 0o666)  # the directory is private; sandboxed launchers (other users) get the socket bound
     listener.listen(64)
     os.replace(tmp, path)  # launchers see the socket only once it accepts
     while os.getppid() == parent:
@@ -188,7 +229,7 @@ def serve(path: str, parent: int) -> None:
         if os.fork() == 0:
             listener.close()
             conn.settimeout(None)
-            _run_step(conn, fds, request)
+            _run_step(conn, fds, request, config)
         for fd in fds:
             os.close(fd)
         conn.close()
@@ -197,7 +238,8 @@ def serve(path: str, parent: int) -> None:
 class StepServer:
     """The worker's handle on its step server."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: str | None = None) -> None:
+        self.config = config  # the steps' configuration (ogcflow.eo.config), whatever a launcher sends
         self.dir = tempfile.mkdtemp(prefix="ogcflow-steps-")  # private (0700)
         self.path = os.path.join(self.dir, "steps.sock")
         self.pid = 0
@@ -209,7 +251,7 @@ class StepServer:
         if pid == 0:
             code = 0
             try:
-                serve(self.path, parent)
+                serve(self.path, parent, self.config)
             except BaseException:  # noqa: BLE001 - steps fall back to fresh interpreters
                 log.exception("the step server stopped")
                 code = 1

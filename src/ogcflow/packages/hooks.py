@@ -28,3 +28,6 @@ class CWLHooks:
     #: container image -> local command replacing the tool's baseCommand (when no container runtime runs);
     #: the operator's OGCFLOW_CWL_IMAGE_MAP wins over these
     images: dict[str, list[str]] = field(default_factory=dict)
+    #: each gives host paths that the mapped commands of these images need in a tool's sandbox, read-only
+    #: (existing UNIX sockets are bound as such)
+    sandbox_paths: list[Callable[[], list[str]]] = field(default_factory=list)

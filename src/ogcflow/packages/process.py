@@ -18,9 +18,10 @@ from ogcflow.packages.containers import map_images
 from ogcflow.packages.cwl import lost_reruns
 from ogcflow.packages.hooks import CWLHooks, CWLValue
 from ogcflow.packages.runner import load_package, package_file, run_package, warm_up
+from ogcflow.packages.sandbox import Sandbox
 from ogcflow.processes.base import JobContext, OutputValue, Process
 from ogcflow.processes.catalog import ProcessFactory
-from ogcflow.settings import CWLSettings, NetworkSettings
+from ogcflow.settings import CWLSettings, NetworkSettings, SandboxSettings
 from ogcflow.store.processes import ProcessRecord
 
 #: variables of the server's environment that steps see too (GDAL/PROJ tuning, proxies, CA bundles)
@@ -42,7 +43,8 @@ class CWLProcess(Process):
     """A process whose execution unit is a CWL document."""
 
     def __init__(self, description: models.Process, package: str, entry: str, inputs_kind: dict[str, str],
-                 settings: CWLSettings, network: NetworkSettings, hooks: CWLHooks) -> None:
+                 settings: CWLSettings, network: NetworkSettings, hooks: CWLHooks,
+                 sandbox: SandboxSettings | None = None) -> None:
         self.description = description
         self.package = package
         self.entry = entry
@@ -50,6 +52,7 @@ class CWLProcess(Process):
         self.settings = settings
         self.network = network
         self.hooks = hooks
+        self.sandbox = sandbox if sandbox is not None else SandboxSettings.from_flat({})
         self._file: Path | None = None
         self._reruns: int | None = None
 
@@ -114,16 +117,35 @@ class CWLProcess(Process):
                                for i, v in enumerate(value)]
             else:
                 order[name] = self._stage(value, kind, ctx.workdir / "inputs" / name)
+        sandbox = self._sandbox(ctx.workdir) if runtime == "none" else None
         ctx.progress(5, "running the CWL package")
         ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
         run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime,
                           env=step_environment(self.hooks), on_step=lambda what, done: ctx.progress(
-                              None if done is None else 5 + int(90 * done), what))
+                              None if done is None else 5 + int(90 * done), what),
+                          sandbox=sandbox)
         outputs: dict[str, OutputValue] = {}
         for name in self.description.outputs:
             if name in run.outputs:
                 outputs[name] = self._output(name, run.outputs[name], ctx)
         return outputs
+
+    def _sandbox(self, workdir: Path) -> Sandbox | None:
+        """The sandbox of this job's commands (None: off, unsafe). The absolute paths of mapped image
+        commands (a plugin's launcher and its interpreter) and what plugins ask for are readable there."""
+        import os
+        import sys
+
+        if not self.sandbox.enabled:
+            return None
+        readable: set[str] = set()
+        for words in [*self.hooks.images.values(), *self.settings.image_map.values()]:
+            readable.update(w for w in words if w.startswith("/") and os.path.exists(w))
+        if any(w == sys.executable for w in readable):
+            readable.add(sys.base_prefix)  # the interpreter's standard library
+        for more in self.hooks.sandbox_paths:
+            readable.update(more())
+        return Sandbox(self.sandbox, workdir, readable=sorted(readable))
 
     def _output(self, name: str, value: CWLValue, ctx: JobContext) -> OutputValue:
         for handler in self.hooks.output_handlers:
@@ -148,12 +170,13 @@ class CWLProcess(Process):
         return OutputValue(value=value, media_type="application/json")
 
 
-def cwl_factory(settings: CWLSettings, network: NetworkSettings, hooks: CWLHooks) -> ProcessFactory:
+def cwl_factory(settings: CWLSettings, network: NetworkSettings, hooks: CWLHooks,
+                sandbox: SandboxSettings | None = None) -> ProcessFactory:
     """Builds the process of a deployed CWL package (registered in the catalog for the ``cwl`` kind)."""
 
     def build(record: ProcessRecord) -> Process:
         return CWLProcess(models.Process.model_validate(record.description), record.package, record.entry,
-                          record.inputs_kind, settings, network, hooks)
+                          record.inputs_kind, settings, network, hooks, sandbox)
 
     return build
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ogcflow.errors import ProcessError
+from ogcflow.packages.sandbox import HidePrefix, Sandbox, js_engine, make_tool
 
 log = logging.getLogger("ogcflow.cwl")
 
@@ -282,8 +283,10 @@ def _loading_context(container_runtime: str) -> Any:
     from cwltool.context import LoadingContext
 
     options = container_options(container_runtime)
-    return LoadingContext({"strict": False, "do_validate": True, "podman": bool(options.get("podman")),
-                           "singularity": bool(options.get("singularity"))})
+    context = LoadingContext({"strict": False, "do_validate": True, "podman": bool(options.get("podman")),
+                              "singularity": bool(options.get("singularity"))})
+    context.construct_tool_object = make_tool  # type: ignore[assignment]  # commands run in the job's sandbox
+    return context
 
 
 def load_package(package: Path, entry: str, container_runtime: str = "none") -> Any:
@@ -301,13 +304,17 @@ def load_package(package: Path, entry: str, container_runtime: str = "none") -> 
 
 def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: Path,
                 parallel: bool = True, container_runtime: str = "none", env: dict[str, str] | None = None,
-                on_step: Callable[[str, float | None], None] | None = None) -> CWLRun:
+                on_step: Callable[[str, float | None], None] | None = None,
+                sandbox: Sandbox | None = None) -> CWLRun:
     """Run workflow/tool ``entry`` of the CWL file ``package`` on ``job_order``; CWL outputs as cwltool
     returns them (Files and Directories with local ``path``s under ``workdir/outputs``).
 
     ``env`` is added to the steps' environment (cwltool otherwise gives them only HOME, TMPDIR and the
     package's EnvVarRequirement). The steps' standard error goes to the run's log. ``on_step`` hears of
-    every step that ends (its message, and the fraction of the run's steps done when it is known)."""
+    every step that ends (its message, and the fraction of the run's steps done when it is known). With a
+    ``sandbox``, every local command of the run and every JavaScript expression runs in it
+    (``ogcflow.packages.sandbox``)."""
+    from cwl_utils import sandboxjs
     from cwltool.context import RuntimeContext
     from cwltool.executors import MultithreadedJobExecutor, SingleJobExecutor
     from cwltool.factory import Callable as CWLCallable
@@ -319,6 +326,7 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     log_path = workdir / "cwltool.log"
     handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.addFilter(HidePrefix())
     cwl_logger = logging.getLogger("cwltool")
     consoles = [h for h in cwl_logger.handlers if type(h) is logging.StreamHandler]
     for console in consoles:  # cwltool's own handler writes to standard error, which is the log file below
@@ -343,6 +351,10 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
         "move_outputs": "move",
         **container_options(container_runtime),
     })
+    saved_js = sandboxjs.get_js_engine()
+    if sandbox is not None:
+        setattr(runtime, "ogcflow_sandbox", sandbox)  # noqa: B010 - read by the sandboxed job class
+        sandboxjs.set_js_engine(js_engine(sandbox))
     saved_env = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     runtime.preserve_environment = sorted(env or {})
@@ -362,6 +374,7 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
     except Exception as exc:  # loading or runtime errors of cwltool: its message is the point
         raise CWLRunFailed(f"cwltool could not run the package: {redact_paths(str(exc), workdir)}") from None
     finally:
+        sandboxjs.set_js_engine(saved_js)
         sys.stderr.flush()
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)

@@ -1,0 +1,84 @@
+"""What the sandbox of CWL tools (bubblewrap, ``ogcflow.packages.sandbox``) costs per job process.
+
+    bench/run.sh sandbox [--runs 30]
+    (or: PYTHONPATH=src python bench/bench_sandbox.py --runs 30)
+
+In one warm process (cwltool imported and the package loaded once, as in a worker's job process), the same
+one-command CommandLineTool (`sh -c 'echo ... > out.txt'`) is run with cwltool's Python API with and
+without the sandbox; the figure is the difference of the medians, i.e. what a job process of a one-command
+package pays: the sandbox's set-up (its directory, passwd/group), bwrap's namespaces and mounts, prlimit and
+setpriv, and the check of the inputs and outputs. A bare `bwrap ... true` beside a bare `true` shows the
+share of the namespaces alone. Target (issue 12): <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from ogcflow.packages.runner import load_package, run_package  # noqa: E402
+from ogcflow.packages.sandbox import Limits, Sandbox  # noqa: E402
+from ogcflow.settings import SandboxSettings  # noqa: E402
+
+TOOL = """cwlVersion: v1.2
+class: CommandLineTool
+id: bench-echo
+baseCommand: [sh, -c, 'echo "$0" > out.txt']
+inputs:
+  word: {type: string, inputBinding: {position: 1}}
+outputs:
+  out: {type: File, outputBinding: {glob: out.txt}}
+"""
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    settings = SandboxSettings.from_flat({})
+    with tempfile.TemporaryDirectory(prefix="ogcflow-bench-sandbox-") as tmp:
+        package = Path(tmp) / "tool.cwl"
+        package.write_text(TOOL, encoding="utf-8")
+        load_package(package, "bench-echo")
+
+        def job(sandboxed: bool) -> None:
+            workdir = Path(tempfile.mkdtemp(dir=tmp))
+            sandbox = Sandbox(settings, workdir) if sandboxed else None
+            run = run_package(package, "bench-echo", {"word": "hi"}, workdir / "cwl", parallel=False,
+                              sandbox=sandbox)
+            assert Path(run.outputs["out"]["path"]).read_text() == "hi\n"
+
+        plain = median_ms(lambda: job(False), args.runs)
+        boxed = median_ms(lambda: job(True), args.runs)
+        root = Path(tempfile.mkdtemp(dir=tmp))
+        prefix = Sandbox(settings, root).command_prefix([], "/", False, Limits.ceilings(settings))
+        bare = median_ms(lambda: subprocess.run(["true"], check=True), args.runs)
+        wrapped = median_ms(lambda: subprocess.run([*prefix, "true"], check=True), args.runs)
+    print(f"one-command package, median of {args.runs} job runs in a warm process:")
+    print(f"  without the sandbox   {plain:7.1f} ms")
+    print(f"  with the sandbox      {boxed:7.1f} ms")
+    print(f"  cost of the sandbox   {boxed - plain:7.1f} ms per job process (target <= 20 ms)")
+    print(f"bare command: true {bare:.1f} ms, in the sandbox {wrapped:.1f} ms "
+          f"(+{wrapped - bare:.1f} ms: namespaces, mounts, prlimit, setpriv)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Deployed CWL tools run in a sandbox, and nothing a job starts outlives it (issue 12, items 1 and 3).
+
+Each attack of the issue is deployed as a package and run through the API of a real server; the tool's
+standard output comes back as its result, so what it could see is what the test reads. The process tests
+count the processes carrying a marker (a unique ``sleep`` duration) before and after each scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Recorder, wait_for
+from tests.server import Server, gone
+
+TOKEN = "sandbox-admin-token-" + uuid.uuid4().hex[:8]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CWL = {"Content-Type": "application/cwl+yaml", **AUTH}
+ASYNC = {"Prefer": "respond-async"}
+
+
+def tool(name: str, script: str, inputs: str = "{}", requirements: str = "") -> str:
+    """A tool that runs ``script`` with sh and answers its standard output (and error) as the string ``out``."""
+    return f"""cwlVersion: v1.2
+class: CommandLineTool
+id: {name}
+requirements:
+  InlineJavascriptRequirement: {{}}
+{requirements}
+baseCommand: [sh, -c]
+arguments: [{json.dumps("{ " + script + "; } 2>&1; true")}]
+stdout: out.txt
+inputs: {inputs}
+outputs:
+  out:
+    type: string
+    outputBinding: {{glob: out.txt, loadContents: true, outputEval: "$(self[0].contents)"}}
+"""
+
+
+def _server(tmp: Path, sandbox: bool) -> Server:
+    env = {"OGCFLOW_ADMIN_TOKEN": TOKEN, "OGCFLOW_SANDBOX": "true" if sandbox else "false",
+           "AWS_SECRET_ACCESS_KEY": "aws-secret-" + TOKEN}
+    return Server(tmp, env=env, workers=2).start()
+
+
+@pytest.fixture(scope="module")
+def sserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = _server(tmp_path_factory.mktemp("sandbox"), sandbox=True)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sc(sserver: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sserver.url, timeout=60) as c:
+        yield c
+
+
+def deploy(c: httpx.Client, cwl: str) -> None:
+    resp = c.post("/processes", content=cwl, headers=CWL)
+    assert resp.status_code == 201, resp.text
+
+
+def submit(c: httpx.Client, process: str, inputs: dict[str, Any] | None = None) -> httpx.Response:
+    return c.post(f"/processes/{process}/execution", json={"inputs": inputs or {}}, headers=ASYNC)
+
+
+def run(c: httpx.Client, process: str, inputs: dict[str, Any] | None = None, timeout: float = 60) -> str:
+    """Run a deployed tool; its output (what the tool saw)."""
+    resp = submit(c, process, inputs)
+    assert resp.status_code == 201, resp.text
+    info = wait_for(c, resp.headers["location"], timeout=timeout)
+    assert info["status"] == "successful", info.get("message")
+    out = c.get(resp.headers["location"] + "/results").json()["out"]
+    return str(out["value"] if isinstance(out, dict) else out)
+
+
+def test_a_tool_runs_as_an_unprivileged_user_with_a_scrubbed_environment(sc: httpx.Client) -> None:
+    deploy(sc, tool("environ", "id -u; cat /proc/$PPID/environ; for f in /proc/[0-9]*/environ; do cat $f; done; "
+                               "echo; env; ls /proc"))
+    out = run(sc, "environ")
+    uid = int(out.split()[0])
+    assert uid >= 100000
+    assert TOKEN not in out and "aws-secret" not in out and "OGCFLOW_DATA_DIR" not in out
+    assert "HOME=" in out  # cwltool's own variables are there
+    pids = [w for w in out.split() if w.isdigit() and int(w) != uid]
+    assert len(pids) < 10  # only the sandbox's own processes in /proc, not the server's
+
+
+def test_a_tool_sees_neither_the_data_dir_nor_the_store_nor_other_jobs(sserver: Server, sc: httpx.Client) -> None:
+    marker = "secret-of-another-job-" + uuid.uuid4().hex[:6]
+    deploy(sc, tool("keeper", "echo $(inputs.s)", inputs="{s: string}"))
+    first = submit(sc, "keeper", {"s": marker})
+    assert wait_for(sc, first.headers["location"])["status"] == "successful"
+    data = sserver.data_dir.resolve()
+    db = data / "ogcflow.db"
+    deploy(sc, tool("snoop", f"ls -la {data}; cat {data}/results/*/* {data}/results/*/*/*; ls -la /tmp; "
+                             "grep -rs 'secret-of-another-job-[0-9a-f]\\{6\\}' /tmp /home /root /var /work | head; "
+                             f"echo x >> {db} && echo WROTE; "
+                             f"sqlite3 {db} \"update jobs set message='owned'\" && echo UPDATED"))
+    out = run(sc, "snoop")
+    assert "No such file or directory" in out, out
+    assert "ogcflow.db" not in out.replace(str(db), "")  # the path of the command itself is all
+    assert "WROTE" not in out and "UPDATED" not in out
+    assert marker not in out
+    # the store is untouched: no job's message is 'owned', and the file did not grow by the 'x' line
+    assert all(message != "owned" for (message,) in sserver.query("select message from jobs"))
+    assert not db.read_bytes().endswith(b"x\n")
+
+
+def test_a_tool_cannot_reach_a_loopback_service(sc: httpx.Client, recorder: Recorder) -> None:
+    path = f"/loopback-{uuid.uuid4().hex[:6]}"
+    post = f"curl -sS -m 5 -X POST -H 'Content-Type: application/json' -d '{{}}' {recorder.url}{path}"
+    deploy(sc, tool("reach", post))
+    deploy(sc, tool("reach-declared", post, requirements="  NetworkAccess: {networkAccess: true}"))
+    out = run(sc, "reach") + run(sc, "reach-declared")
+    assert out.count("curl: (7)") == 2, out  # could not connect
+    httpx.post(recorder.url + path + "-control", json={})  # the service answers whoever may reach it
+    assert recorder.received(path + "-control") == [{}]
+    assert recorder.received(path) == []
+
+
+def test_a_directory_input_of_a_host_path_is_refused(sc: httpx.Client) -> None:
+    deploy(sc, tool("listdir", "ls $(inputs.d.path); cat $(inputs.d.path)/passwd",
+                    inputs="{d: Directory}"))
+    resp = submit(sc, "listdir", {"d": "file:///etc"})
+    if resp.status_code == 201:  # refused at run time (the input policy may refuse it at submission: 400)
+        info = wait_for(sc, resp.headers["location"])
+        assert info["status"] == "failed", info
+        assert "root:x:0:0" not in json.dumps(sc.get(resp.headers["location"] + "/results").json())
+    else:
+        assert resp.status_code == 400, resp.text
+    assert "root:x:0:0" not in resp.text
+
+
+def test_resource_limits_apply(sc: httpx.Client) -> None:
+    requirements = "  ResourceRequirement: {ramMax: 300, outdirMax: 64}\n  ToolTimeLimit: {timelimit: 20}"
+    deploy(sc, tool("limits", "cat /proc/self/limits", requirements=requirements))
+    limits = {line[:26].strip(): line[26:].split()[0] for line in run(sc, "limits").splitlines()[1:] if line}
+    assert limits["Max cpu time"] == "21"
+    assert limits["Max data size"] == str(300 * 1024 * 1024)
+    assert limits["Max file size"] == str(64 * 1024 * 1024)
+    assert limits["Max open files"] == "1024"
+    assert limits["Max processes"] == "256"
+
+
+# -- nothing outlives its job ---------------------------------------------------------------------
+
+
+def marked(marker: str, sleeps: bool = False) -> list[int]:
+    """Processes whose command line carries ``marker`` (``sleeps``: the ``sleep <marker>`` processes only)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{name}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if (cmd.startswith(f"sleep {marker}") if sleeps else marker in cmd) and state != "Z" \
+                and "pytest" not in cmd:
+            found.append(int(name))
+    return found
+
+
+def settle(marker: str, timeout: float = 10, sleeps: bool = False) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while marked(marker, sleeps) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return marked(marker, sleeps)
+
+
+def descendants(pid: int) -> set[int]:
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as fh:
+                        if int(fh.read().rsplit(")", 1)[-1].split()[1]) == p:
+                            out.add(int(name))
+                            todo.append(int(name))
+                except (OSError, ValueError):
+                    continue
+    return out
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["sandboxed", "unsandboxed"])
+def pserver(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = _server(tmp_path_factory.mktemp("procs"), sandbox=request.param)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def pc(pserver: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=pserver.url, timeout=60) as c:
+        yield c
+
+
+def test_background_processes_end_with_their_job(pc: httpx.Client) -> None:
+    mark = f"{600 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 1000}"
+    assert marked(mark) == []
+    deploy(pc, tool("bg", f"for i in `seq 100`; do sleep {mark} & done; echo started"))
+    assert run(pc, "bg").strip() == "started"
+    assert settle(mark) == []
+
+
+def test_a_setsid_child_dies_when_its_job_is_dismissed(pserver: Server, pc: httpx.Client) -> None:
+    mark = f"{600 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 1000}"
+    deploy(pc, tool("escape", f"setsid sleep {mark} & (sleep {mark} &); sleep {mark}"))
+    resp = submit(pc, "escape")
+    deadline = time.monotonic() + 30
+    while len(marked(mark, sleeps=True)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(marked(mark, sleeps=True)) == 3
+    assert pc.delete(resp.headers["location"]).status_code == 200
+    assert settle(mark) == []
+    assert pc.get(resp.headers["location"]).status_code in (404, 410) \
+        or pc.get(resp.headers["location"]).json()["status"] == "dismissed"
+
+
+def test_a_killed_worker_takes_its_jobs_and_children_with_it(pserver: Server, pc: httpx.Client) -> None:
+    mark = f"{600 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 1000}"
+    deploy(pc, tool("long", f"setsid sleep {mark} & sleep {mark} & sleep {mark}"))
+    resp = submit(pc, "long")
+    job = resp.headers["location"].rsplit("/", 1)[1]
+    job_pid = pserver.job_process(job, timeout=60)
+    deadline = time.monotonic() + 30
+    while len(marked(mark, sleeps=True)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with open(f"/proc/{job_pid}/stat") as fh:
+        worker = int(fh.read().rsplit(")", 1)[-1].split()[1])
+    tree = descendants(worker)  # the job's process and its tools, the callback dispatcher, the step server
+    assert job_pid in tree and len(tree) >= 3 and len(marked(mark, sleeps=True)) == 3
+    sandboxed = pserver.env["OGCFLOW_SANDBOX"] == "true"
+    # without the sandbox, a setsid child (a group of its own) outlives a killed worker: the known limit
+    escaped = set() if sandboxed else {p for p in marked(mark, sleeps=True) if os.getpgid(p) == p}
+    os.kill(worker, signal.SIGKILL)
+    try:
+        assert gone(worker, *(tree - escaped), timeout=30), [p for p in tree - escaped if os.path.exists(f"/proc/{p}")]
+        info = wait_for(pc, resp.headers["location"], timeout=60)  # serve's new worker fails it as lost
+        assert info["status"] == "failed", info
+        assert set(settle(mark, sleeps=True)) == escaped
+    finally:
+        for pid in marked(mark):
+            os.kill(pid, signal.SIGKILL)
