@@ -21,7 +21,7 @@ from ogcflow.domain import Job
 from ogcflow.engines.prefect_api import PrefectSync
 from ogcflow.errors import ServiceUnavailable
 from ogcflow.jobs.results import load_value, output_href
-from ogcflow.packages.runner import step_event
+from ogcflow.packages.runner import redact_paths, step_event
 from ogcflow.processes.base import JobContext
 from ogcflow.runtime import Runtime
 
@@ -33,6 +33,7 @@ LogRecord = tuple[float, int, str, str]
 SEND_EVERY = 1.0
 #: the most lines of a job's own log sent to its flow run
 MAX_LINES = 5000
+MAX_LOG_BYTES = 8 * 1024 * 1024  # of a log file read at a time
 
 
 class RunReport:
@@ -47,7 +48,7 @@ class RunReport:
         self.records: list[LogRecord] = []
         self._ctx: JobContext | None = None  # the current attempt's
         self.log_path: Path | None = None  # the current attempt's log file, as followed
-        self.log_offset = 0
+        self.log_lines = 0  # complete lines of it read (lines, not bytes: the runner rewrites it redacted)
         self.lines_sent = 0
         self.percent: float | None = None
         self.percent_sent: float | None = None
@@ -67,7 +68,7 @@ class RunReport:
     def started(self, ctx: JobContext) -> None:
         """An attempt starts (``run_job``'s hook): follow its log file and its progress."""
         with self.lock:
-            self.log_path, self.log_offset = None, 0
+            self.log_path, self.log_lines = None, 0
         self.attempt_started = time.monotonic()
         self.percent = 0.0 if self.percent is not None else None
         inner = ctx.report
@@ -105,24 +106,27 @@ class RunReport:
             return
         with self.lock:
             if path != self.log_path:
-                self.log_path, self.log_offset = path, 0
-            offset = self.log_offset
+                self.log_path, self.log_lines = path, 0
         try:
             with open(path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read(4 * 1024 * 1024)
+                data = fh.read(MAX_LOG_BYTES)
         except OSError:
             return
         end = data.rfind(b"\n")
         if end < 0:
             return
-        self._lines(data[:end + 1], offset + end + 1)
+        self._lines(data[:end + 1], path.parent)
 
-    def _lines(self, data: bytes, new_offset: int) -> None:
+    def _lines(self, data: bytes, workdir: Path | None) -> None:
+        """The lines of the log (all of it, as read now) past those read before, sent with the server's paths
+        redacted."""
         now = time.time()
-        lines = [line for line in data.decode("utf-8", errors="replace").splitlines() if line]
+        every = data.decode("utf-8", errors="replace").split("\n")
+        if every and every[-1] == "":
+            every.pop()
         with self.lock:
-            self.log_offset = new_offset
+            fresh, self.log_lines = every[self.log_lines:], max(self.log_lines, len(every))
+            lines = [redact_paths(line, workdir) if workdir is not None else line for line in fresh if line]
             room = max(0, MAX_LINES - self.lines_sent)
             self.lines_sent += min(room, len(lines))
             self.records.extend((now, logging.INFO, "ogcflow.job-log", line) for line in lines[:room])
@@ -191,9 +195,10 @@ class RunReport:
         try:
             if log_key:
                 with self.lock:
-                    offset = self.log_offset if self.log_path is not None else 0
-                data = self.rt.storage_for(self.job.namespace).read(log_key)
-                self._lines(data[offset:], len(data))
+                    workdir = self.log_path.parent if self.log_path is not None else None
+                    if self.log_path is None:
+                        self.log_lines = 0
+                self._lines(self.rt.storage_for(self.job.namespace).read(log_key), workdir)
             self._end_steps(successful)
         except ServiceUnavailable as exc:
             log.warning("flow run %s: its task runs are not all ended: %s", self.run_id, exc)
@@ -201,7 +206,7 @@ class RunReport:
             log.warning("could not read the job log %s", log_key, exc_info=True)
         finally:
             with self.lock:
-                self.log_path, self.log_offset = None, 0
+                self.log_path, self.log_lines = None, 0
             self.tasks = {}
 
     def finish(self, successful: bool) -> None:
