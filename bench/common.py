@@ -83,8 +83,11 @@ def pygeoapi_python() -> str:
     venv = WORK / "pygeoapi-venv"
     py = venv / "bin" / "python"
     if not py.exists():
-        base = shutil.which("python3.12") or str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12")
-        if not Path(base).exists():
+        # a pyenv shim may be on PATH without its version selected: take the first interpreter that runs
+        candidates = [shutil.which("python3.12"), str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12")]
+        base = next((c for c in candidates if c and subprocess.run([c, "--version"], capture_output=True,
+                                                                     check=False).returncode == 0), None)
+        if base is None:
             raise SystemExit("the pygeoapi peer needs python3.12 on PATH")
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "pygeoapi==0.24.0", "gunicorn==27.0.1"], check=True)

@@ -52,7 +52,9 @@ def iou(mask_path: str | Path, truth: list[Any]) -> float:
 
 def start_s3(directory: Path) -> dict[str, str]:
     """Start SeaweedFS with the project's script; returns the AWS_* variables it printed."""
-    env = {**os.environ, "OGCFLOW_S3_DIR": str(directory)}
+    # SeaweedFS takes AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY of its environment as its admin identity: another
+    # server's keys there would win over the ones the script makes
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "OGCFLOW_S3_DIR": str(directory)}
     out = subprocess.run([str(ROOT / "scripts" / "s3.sh"), "start"], env=env, check=True, capture_output=True,
                          text=True, timeout=120).stdout
     values: dict[str, str] = {}

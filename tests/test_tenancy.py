@@ -613,7 +613,9 @@ def test_api_documents_made_while_open_require_credentials_once_a_key_exists(kc:
 
 
 #: routes at the root only that read nothing of any namespace (liveness): the same answer for everybody
-SERVER_ROUTES = {("GET", "/health")}
+SERVER_ROUTES = {("GET", "/health"), ("GET", "/readyz"), ("GET", "/metrics")}
+#: server routes that tell of every namespace: for admins only (once credentials are required)
+ADMIN_ROUTES = {("GET", "/metrics")}
 
 
 def _template(path: str) -> str:
@@ -780,7 +782,12 @@ def test_no_route_reaches_another_namespace(kc: httpx.Client, tenants: Tenants,
                     assert method in ("PUT", "DELETE") and path == "/processes/{processId}", (method, path)
                     assert "deployer role" in got.doc["detail"], got.doc
     assert walked >= 2 * len(routes)
-    for method, path in server_routes:  # the same for everybody, credentials or not, and nothing of acme's
+    for method, path in server_routes & ADMIN_ROUTES:  # every namespace's figures: admins only
+        for label in (None, "beta-executor", "acme-deployer"):
+            got = walk_request(kc, method, path, "", real, tenants.h(label) if label else {})
+            assert got.status == (401 if label is None else 403), (path, label, got.status)
+        assert walk_request(kc, method, path, "", real, tenants.h("admin")).status == 200
+    for method, path in server_routes - ADMIN_ROUTES:  # the same for everybody, credentials or not, nothing of acme's
         answers = {walk_request(kc, method, path, "", real, h).body
                    for h in ({}, tenants.h("beta-executor"), tenants.h("acme-deployer"))}
         assert len(answers) == 1, (path, answers)

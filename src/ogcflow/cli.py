@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ogcflow import __version__
+from ogcflow.client.cli import app as client_app
 from ogcflow.settings import Settings
 
 console = Console(stderr=True)
@@ -41,13 +44,37 @@ apikey_app = typer.Typer(help="API keys (stored hashed; a key is shown once, whe
 app.add_typer(apikey_app, name="apikey")
 prefect_app = typer.Typer(help="Prefect deployments as OGC processes.", no_args_is_help=True)
 app.add_typer(prefect_app, name="prefect")
+app.add_typer(client_app, name="client")
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("cwltool").setLevel(logging.WARNING)  # a job's cwltool log goes to its own file
+def _logging(level: str, settings: Settings) -> dict[str, object]:
+    """One log format for the process (OGCFLOW_LOG_FORMAT); the configuration, for uvicorn's workers."""
+    from ogcflow import logs
+
+    return logs.setup(level, settings.server.log_format)
+
+
+def _metrics_dir(settings: Settings) -> None:
+    """Where every API process of ``serve`` publishes its request metrics, for /metrics to add them up
+    (emptied at start: counters restart with the server)."""
+    directory = settings.store.data_dir / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["OGCFLOW_METRICS_DIR"] = str(directory.resolve())
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ogcflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """ogcflow: an OGC API - Processes server, and a client of any such server (ogcflow client)."""
 
 
 def _load_settings(**overrides: object) -> Settings:
@@ -141,9 +168,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Start the API with its embedded defaults: SQLite store, results on disk, local worker processes."""
-    _logging(log_level)
     settings = _load_settings(data_dir=data_dir, engine=engine)
+    log_config = _logging(log_level, settings)
     settings.store.data_dir.mkdir(parents=True, exist_ok=True)
+    _metrics_dir(settings)
     from ogcflow.store import migrate
 
     migrate(settings.store.db_url)
@@ -155,11 +183,15 @@ def serve(
     if not no_worker and workers > 0:
         supervisor = _WorkerSupervisor(workers, log_level)
         supervisor.start()
-    console.print(f"ogcflow serving on http://{host}:{port}/ (engine: {settings.engine.kind}, "
-                  f"data: {settings.store.data_dir.resolve()})")
+    banner = (f"ogcflow {__version__} serving on http://{host}:{port}/ (engine: {settings.engine.kind}, "
+              f"data: {settings.store.data_dir.resolve()})")
+    if settings.server.log_format == "json":  # every line of the output is JSON
+        logging.getLogger("ogcflow").warning(banner)
+    else:
+        console.print(banner)
     try:
         uvicorn.run("ogcflow.api.app:app_factory", factory=True, host=host, port=port, workers=api_workers,
-                    loop="uvloop", http="httptools", access_log=False, log_level=log_level,
+                    loop="uvloop", http="httptools", access_log=False, log_level=log_level, log_config=log_config,
                     timeout_graceful_shutdown=5)
     finally:
         if supervisor:
@@ -174,8 +206,8 @@ def worker(
     parent_pid: Annotated[int | None, typer.Option(help="Stop when this process is gone.")] = None,
 ) -> None:
     """Run jobs of the local engine from the shared store (on this or any other machine)."""
-    _logging(log_level)
     settings = _load_settings()
+    _logging(log_level, settings)
     from ogcflow.store import migrate
     from ogcflow.wiring import build, make_worker
 

@@ -125,6 +125,12 @@ class ServerSettings(SettingsGroup):
     cors_methods: list[str] = Field(
         ["GET", "HEAD"], description="Methods those pages may use (add POST, PUT, DELETE for web clients that "
                                      "execute or deploy); OPTIONS is always answered.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines of every ogcflow process: text, or json (one JSON object a line).")
+    access_log: bool = Field(True, description="Log every HTTP request (logger ogcflow.access, level info).")
+    metrics_token: str | None = Field(
+        None, description="A bearer token that may read /metrics (besides admins; unset: admins only once "
+                          "credentials are required, anybody on an open server).")
 
 
 class StoreSettings(SettingsGroup):

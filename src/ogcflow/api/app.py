@@ -3,6 +3,7 @@ come from :mod:`ogcflow.wiring`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,9 +19,11 @@ from ogcflow.api.deps import Services
 from ogcflow.api.fastpath import NAMESPACE_PREFIX, ExecutionFastPath
 from ogcflow.api.methods import MethodsMiddleware
 from ogcflow.api.negotiation import JSONResp
-from ogcflow.api.routes import deploy, jobs, landing, processes
+from ogcflow.api.observe import Observe, flush_forever
+from ogcflow.api.routes import deploy, jobs, landing, ops, processes
 from ogcflow.jobs.recorder import JobRecorder
 from ogcflow.services.jobs import JobService
+from ogcflow.services.ops import OpsService
 from ogcflow.settings import Settings, get_settings
 from ogcflow.wiring import Server, build, make_engine
 
@@ -37,7 +40,9 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        publisher = asyncio.create_task(flush_forever())  # request metrics for the other API processes
         yield
+        publisher.cancel()
         await recorder.flush()
 
     # FastAPI's native OpenTelemetry looks for providers on every request: off (no provider is configured)
@@ -45,13 +50,16 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
                   openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     public = settings.server.public_url.rstrip("/") if settings.server.public_url else None
-    app.state.services = Services(settings=settings, jobs=JobService(rt, make_engine(rt), recorder),
-                                  processes=server.processes(), auth=server.authenticator(), public_url=public,
+    engine = make_engine(rt)
+    app.state.services = Services(settings=settings, jobs=JobService(rt, engine, recorder),
+                                  processes=server.processes(), auth=server.authenticator(),
+                                  ops=OpsService(rt, engine), public_url=public,
                                   trusted_hosts=frozenset(settings.server.trusted_hosts))
     errors.install(app)
     app.add_middleware(ExecutionFastPath)  # first added: innermost, inside every middleware added later
     app.add_middleware(MethodsMiddleware)  # HEAD, OPTIONS, Allow
     app.add_middleware(CORSMiddleware, origins=settings.server.cors_origins, methods=settings.server.cors_methods)
+    app.add_middleware(Observe, access_log=settings.server.access_log)  # counts, times and logs all of them
     routers = [module.router for module in (landing, deploy, processes, jobs)]
     for prefix in ("", NAMESPACE_PREFIX):  # the default namespace at the root; every namespace under its own
         for router in routers:
@@ -61,6 +69,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     def health() -> JSONResp:
         """Liveness, for load balancers and orchestrators: no credentials, no store access."""
         return JSONResp({"status": "ok", "version": __version__})
+
+    app.include_router(ops.router)  # /readyz, /metrics: at the root only
 
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     try:

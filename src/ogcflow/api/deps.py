@@ -15,6 +15,7 @@ from fastapi import Request
 from ogcflow.auth.authenticator import Authenticator, check_namespace
 from ogcflow.domain import DEFAULT_NAMESPACE, Caller
 from ogcflow.services.jobs import JobService
+from ogcflow.services.ops import OpsService
 from ogcflow.services.processes import ProcessService
 from ogcflow.settings import Settings
 
@@ -27,6 +28,7 @@ class Services:
     jobs: JobService
     processes: ProcessService
     auth: Authenticator
+    ops: OpsService
     #: OGCFLOW_PUBLIC_URL without its trailing slash, if set
     public_url: str | None
     #: OGCFLOW_TRUSTED_HOSTS: Host header values that links may be built from when there is no public URL

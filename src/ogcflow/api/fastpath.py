@@ -21,6 +21,8 @@ _SUFFIX = "/execution"
 #: where every namespace's API is (the root is the default namespace's)
 NAMESPACE_PREFIX = "/{namespace}/ogc-api"
 _NS_MARK = "/ogc-api/processes/"
+#: the route the fast path stands for (the metrics' and access log's label)
+ROUTE = _PREFIX + "{processId}" + _SUFFIX
 
 
 class ExecutionFastPath:
@@ -39,6 +41,7 @@ class ExecutionFastPath:
                     if mark and head and "/" not in head:
                         params = {"namespace": head, "processId": rest[: -len(_SUFFIX)]}
                 if params is not None and params["processId"] and "/" not in params["processId"]:
+                    scope["ogcflow.route"] = NAMESPACE_PREFIX + ROUTE if "namespace" in params else ROUTE
                     await self._execute(scope, receive, send, params)
                     return
         await self.app(scope, receive, send)

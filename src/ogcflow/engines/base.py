@@ -38,6 +38,10 @@ class Engine(Protocol):
         """Where the engine shows the job's run, if anywhere."""
         ...
 
+    async def check(self) -> None:
+        """Raise if the engine cannot be reached (readiness probes)."""
+        ...
+
 
 class StoreEngine:
     """What engines share: nothing to do by default, and waiting polls the store."""
@@ -58,6 +62,10 @@ class StoreEngine:
         return job
 
     def run_url(self, job: Job) -> str | None:
+        return None
+
+    async def check(self) -> None:
+        """The store is the queue: reachable when the store is."""
         return None
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:

@@ -150,6 +150,10 @@ class PrefectEngine(StoreEngine):
         self.rt.store.jobs.set_run_ref(job.id, run_id)
         wake_workers(self.rt.settings.store.data_dir)
 
+    async def check(self) -> None:
+        """Prefect's API answers its health check."""
+        await self.api.health()
+
     async def dismiss(self, job: Job) -> None:
         if job.run_ref:
             await self.api.cancel(job.run_ref, started=job.status is StatusCode.running)

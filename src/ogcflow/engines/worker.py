@@ -306,6 +306,7 @@ class Worker:
             self.last_watch = now
         if now - self.last_beat >= settings.heartbeat_seconds:
             self.rt.store.jobs.heartbeat([c.job_id for c in self.children.values()])
+            self._beat()
             self.last_beat = now
         if now - self.last_reap >= 5.0:
             self.last_reap = now
@@ -322,6 +323,10 @@ class Worker:
                 self.stopping = True
         if not claimed:
             self._wait(min(settings.poll_interval, 0.1))
+
+    def _beat(self) -> None:
+        """This worker is alive, with its slots and the jobs it runs (the metrics count workers so)."""
+        self.rt.store.stats.worker_beat(self.identity, self.source.engine, self.concurrency, len(self.children))
 
     def _open_wake(self) -> None:
         """The FIFO that API processes of this host write to when they accept a job."""
@@ -370,6 +375,10 @@ class Worker:
         if self.dispatcher_pid:
             stop_child(self.dispatcher_pid)
             self.dispatcher_pid = None
+        try:
+            self.rt.store.stats.worker_gone(self.identity)
+        except Exception:  # the store is down: the row ages out of the metrics (a heartbeat too old)
+            log.warning("could not remove this worker's row from the store", exc_info=True)
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -59,6 +59,8 @@ class Link(OGCModel):
 class LandingPage(OGCModel):
     title: str | None = None
     description: str | None = None
+    #: the server's software version (an additional property of the landing page)
+    version: str | None = None
     links: list[Link]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ class ResultStorage(Protocol):
     def delete_job(self, job_id: str) -> None: ...
     def storage_schemes(self) -> dict[str, dict[str, Any]]: ...
     def prepare(self) -> None: ...
+    def check(self) -> None:
+        """Raise if the storage cannot be reached or written (readiness probes)."""
+        ...
 
 
 def check_part(part: str) -> str:
@@ -109,3 +113,9 @@ class LocalStorage:
 
     def prepare(self) -> None:
         """Nothing to do before a worker forks job processes."""
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise OSError(f"the results directory {self.root} does not exist")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise OSError(f"the results directory {self.root} is not writable")

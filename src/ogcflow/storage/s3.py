@@ -87,6 +87,11 @@ class S3Storage:
         fs = self.fs
         self._session = fs.session
 
+    def check(self) -> None:
+        """The bucket answers (a HEAD of the bucket, no listing)."""
+        with _failures("be reached"):
+            self.fs.call_s3("head_bucket", Bucket=self.bucket)
+
     def _path(self, key: str) -> str:
         job_id, _, name = key.partition("/")
         key = make_key(job_id, name)

@@ -9,9 +9,10 @@ from ogcflow.store.db import make_engine, migrate
 from ogcflow.store.idempotency import IdempotencyStore, KeyUse
 from ogcflow.store.jobs import JobStore, worker_identity
 from ogcflow.store.processes import ProcessRecord, ProcessStore
+from ogcflow.store.stats import JobStats, StatsStore
 
-__all__ = ["ApiKeyRecord", "ApiKeyStore", "CallbackStore", "IdempotencyStore", "JobStore", "KeyUse", "ProcessRecord",
-           "ProcessStore", "Store", "make_engine", "migrate", "worker_identity"]
+__all__ = ["ApiKeyRecord", "ApiKeyStore", "CallbackStore", "IdempotencyStore", "JobStats", "JobStore", "KeyUse",
+           "ProcessRecord", "ProcessStore", "StatsStore", "Store", "make_engine", "migrate", "worker_identity"]
 
 
 class Store:
@@ -25,6 +26,14 @@ class Store:
         self.callbacks = CallbackStore(self.engine)
         self.apikeys = ApiKeyStore(self.engine)
         self.idempotency = IdempotencyStore(self.engine)
+        self.stats = StatsStore(self.engine)
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness probes); raises if it cannot be reached."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

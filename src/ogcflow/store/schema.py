@@ -48,6 +48,17 @@ jobs = Table(
     Index("ix_jobs_engine_status_created", "engine", "status", "created"),
 )
 
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(256), primary_key=True),  # host:pid of the worker daemon
+    Column("engine", String(32), nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("busy", Integer, nullable=False),  # jobs running now
+    Column("started", DateTime, nullable=False),
+    Column("heartbeat", DateTime, nullable=False),
+)
+
 callbacks = Table(
     "callbacks",
     metadata,

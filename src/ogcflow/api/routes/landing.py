@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ogcflow import models
+from ogcflow import __version__, models
 from ogcflow.api.deps import Ctx, get_ctx
 from ogcflow.api.negotiation import JSONResp, render_html, respond, wants_html
 
@@ -67,7 +67,8 @@ def landing(request: Request, ctx: Annotated[Ctx, Depends(get_ctx)]) -> Response
         models.Link(href=b + "/jobs", rel="http://www.opengis.net/def/rel/ogc/1.0/job-list",
                     type="application/json", title="the jobs"),
     ]
-    page = models.LandingPage(title=settings.title, description=settings.description, links=links)
+    page = models.LandingPage(title=settings.title, description=settings.description, version=__version__,
+                              links=links)
     return respond(request, page.dump(), "landing.html", base=b, title=settings.title)
 
 
