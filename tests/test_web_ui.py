@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.server import Server
 from tests.test_tenancy import create_key
 
 SHOTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
+TITILER = "http://titiler.example/cog/viewer?url={url}"
 TOKEN = "web-ui-admin-token"
 AOI = [-121.43, 40.27, -121.33, 40.34]
 
@@ -63,7 +65,8 @@ $graph:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory, scenes: Scenes) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("ui"), env={"OGCFLOW_ADMIN_TOKEN": TOKEN}).start()
+    srv = Server(tmp_path_factory.mktemp("ui"), env={"OGCFLOW_ADMIN_TOKEN": TOKEN,
+                                                    "OGCFLOW_TITILER_URL": TITILER}).start()
     yield srv
     srv.stop()
 
@@ -274,6 +277,13 @@ def test_water_bodies_form_job_and_map(ui: Server, api: httpx.Client, browser: A
         until(lambda img=img: b.execute_script("return arguments[0].naturalWidth", img) > 0, 10, "a quicklook")
     assert {li.get_attribute("data-item") for li in by_css(b, "ul.map-legend li")} == {f["id"] for f in features}
     assert "stac_catalog" in one(b, "#results").text
+    # OGCFLOW_TITILER_URL: each GeoTIFF (the masks) links to the viewer with its URL a browser can load
+    views = [a.get_attribute("href") for a in by_css(b, "#results a.titiler")]
+    assert len(views) == len(features), views
+    for view in views:
+        assert view.startswith("http://titiler.example/cog/viewer?url=http"), view
+        mask = urllib.parse.unquote(view.split("url=", 1)[1])
+        assert mask.endswith("/otsu.tif") and api.get(mask).status_code == 200, mask
     shot(b, "water-bodies-job")
     b.execute_script("arguments[0].scrollIntoView()", one(b, "#job-results"))
     shot(b, "water-bodies-job-map")

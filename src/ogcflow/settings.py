@@ -102,6 +102,9 @@ class ServerSettings(SettingsGroup):
     group: ClassVar[str] = "server"
     public_url: str | None = Field(None, description="Base URL clients see in links and Location (default: the "
                                                      "request's Host if trusted, else the address it reached).")
+    titiler_url: str | None = Field(
+        None, description="A titiler server the HTML pages link each GeoTIFF asset to: its base URL (the link is "
+        "<base>/cog/viewer?url=<asset>) or a template with {url} (the asset's URL, encoded).")
     trusted_hosts: list[str] = Field(
         default_factory=list, description="Host header values (host or host:port; '*' for any) that links and "
                                           "Location may be built from when OGCFLOW_PUBLIC_URL is unset.")

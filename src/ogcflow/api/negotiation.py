@@ -98,6 +98,7 @@ def respond(request: Request, data: dict[str, Any], template: str, *, status_cod
     JSON has an ETag and a request naming it in ``If-None-Match`` is answered 304 (for pollers)."""
     if wants_html(request):
         context.setdefault("root", getattr(request.state, "root_url", None) or context.get("base", ""))
+        context.setdefault("titiler", request.app.state.services.settings.server.titiler_url or "")
         resp: Response = render_html(template, status_code, data=data, request=request, **context)
     elif etag and status_code == 200:
         resp = conditional(request, orjson.dumps(data), "application/json")

@@ -622,6 +622,14 @@
     });
   };
 
+  /** The titiler viewer of a GeoTIFF asset (OGCFLOW_TITILER_URL), when the server names one; else null. */
+  function titilerHref(asset, href) {
+    var base = document.body.getAttribute("data-titiler");
+    if (!base || !/image\/tiff/.test(asset.type || "") || !/^https?:/.test(href || "")) { return null; }
+    var url = encodeURIComponent(href);
+    return base.indexOf("{url}") >= 0 ? base.split("{url}").join(url) : base.replace(/\/$/, "") + "/cog/viewer?url=" + url;
+  }
+
   function renderValue(v, key, opts) {
     var binary = v && typeof v === "object" && v.value !== undefined && v.mediaType &&
       !/^(text\/|application\/(geo\+)?json)/.test(v.mediaType);
@@ -638,10 +646,13 @@
       (inner.features || []).forEach(function (f) {
         var assets = f.assets || {};
         ul.appendChild(el("li", {}, [el("code", { text: f.id }), " ", el("small", { text: (f.properties || {}).datetime || "" }), " "].concat(
-          Object.keys(assets).map(function (k) {
+          Object.keys(assets).reduce(function (out, k) {
             var href = assets[k].__browser || assets[k].href;
-            return el("a", { href: href, "class": "asset", title: assets[k].href, text: k + " " });
-          }))));
+            out.push(el("a", { href: href, "class": "asset", title: assets[k].href, text: k + " " }));
+            var view = titilerHref(assets[k], href);
+            if (view) { out.push(el("a", { href: view, "class": "titiler", target: "_blank", text: "(view) " })); }
+            return out;
+          }, []))));
       });
       return ul;
     }
