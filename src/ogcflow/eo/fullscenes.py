@@ -188,6 +188,10 @@ def _footprint_wgs84(scene: FullScene) -> tuple[list[float], dict[str, Any]]:
     return [round(minx, 6), round(miny, 6), round(maxx, 6), round(maxy, 6)], json.loads(json.dumps(geometry))
 
 
+def bands_transform_scaled(transform: Any, step: int) -> Any:
+    return transform * transform.scale(step)
+
+
 def generate_full(directory: Path, seed: int = 20231015, cut: int | None = None) -> dict[str, Any]:
     """Write the full-size items (or, ``cut``, their windows around the AOI) under ``directory``; return the
     index (also ``<directory>/index.json``): the AOI and, per key, the item's path."""
@@ -210,7 +214,8 @@ def generate_full(directory: Path, seed: int = 20231015, cut: int | None = None)
         step = 32
         preview = (bands["nir08"][::step, ::step] // 256).astype("uint8")
         with rasterio.open(where / "preview.png", "w", driver="PNG", width=preview.shape[1],
-                           height=preview.shape[0], count=1, dtype="uint8") as dst:
+                           height=preview.shape[0], count=1, dtype="uint8", crs=f"EPSG:{FULL_EPSG}",
+                           transform=bands_transform_scaled(transform, step)) as dst:
             dst.write(np.ascontiguousarray(preview), 1)
         bbox, geometry = _footprint_wgs84(scene)
         c0, r0, w, h = window
