@@ -51,13 +51,13 @@ FULL_SCENES = (
 )
 
 
-def aoi_box_utm() -> tuple[float, float, float, float]:
+def aoi_box_utm(aoi: tuple[float, float, float, float] = FULL_AOI) -> tuple[float, float, float, float]:
     """The AOI's two corners in EPSG:32611, as the crop step transforms them (left, bottom, right, top)."""
     from pyproj import Transformer
 
     to_utm = Transformer.from_crs(4326, FULL_EPSG, always_xy=True)
-    x1, y1 = to_utm.transform(FULL_AOI[0], FULL_AOI[1])
-    x2, y2 = to_utm.transform(FULL_AOI[2], FULL_AOI[3])
+    x1, y1 = to_utm.transform(aoi[0], aoi[1])
+    x2, y2 = to_utm.transform(aoi[2], aoi[3])
     return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 
 
@@ -107,11 +107,12 @@ def _valid_footprint(scene: FullScene) -> Any:
         box(scene.left, scene.top - h, scene.left + w, scene.top))
 
 
-def _window(scene: FullScene, cut: int | None) -> tuple[int, int, int, int]:
+def _window(scene: FullScene, cut: int | None, aoi: tuple[float, float, float, float]
+            ) -> tuple[int, int, int, int]:
     """(col_off, row_off, width, height) of what is written: the whole grid, or the AOI plus ``cut`` pixels."""
     if cut is None:
         return 0, 0, WIDTH, HEIGHT
-    left, bottom, right, top = aoi_box_utm()
+    left, bottom, right, top = aoi_box_utm(aoi)
     c0 = max(0, math.floor((left - scene.left) / RES) - cut)
     c1 = min(WIDTH, math.ceil((right - scene.left) / RES) + cut)
     r0 = max(0, math.floor((scene.top - top) / RES) - cut)
@@ -119,14 +120,27 @@ def _window(scene: FullScene, cut: int | None) -> tuple[int, int, int, int]:
     return c0, r0, c1 - c0, r1 - r0
 
 
-def _smooth_field(rng: Any, shape: tuple[int, int], cell: int) -> Any:
-    """Noise varying over ``cell`` pixels, in [-1, 1] roughly (float32)."""
+def _smooth_field(rng: Any, shape: tuple[int, int], cell: int, window: tuple[int, int, int, int]) -> Any:
+    """Noise varying over ``cell`` pixels, in [-1, 1] roughly (float32), over the grid ``shape``, computed
+    on ``window`` only (col_off, row_off, width, height): a coarse random grid interpolated bilinearly, as
+    ``scipy.ndimage.zoom(coarse, cell, order=1, grid_mode=False)`` would over the whole grid."""
     import numpy as np
-    from scipy.ndimage import zoom
 
     coarse = rng.standard_normal((shape[0] // cell + 3, shape[1] // cell + 3)).astype("float32")
-    fine = zoom(coarse, cell, order=1, prefilter=False, grid_mode=False)
-    return np.ascontiguousarray(fine[:shape[0], :shape[1]])
+    c0, r0, w, h = window
+
+    def axis(n: int, start: int, length: int) -> tuple[Any, Any]:
+        pos = np.arange(start, start + length, dtype=np.float64) * (n - 1) / (n * cell - 1)
+        i0 = np.minimum(np.floor(pos).astype(np.intp), n - 2)
+        return i0, pos - i0
+
+    yi, fy = axis(coarse.shape[0], r0, h)
+    xi, fx = axis(coarse.shape[1], c0, w)
+    grid = coarse.astype(np.float64)
+    fy, fx = fy[:, None], fx[None, :]
+    top = (1 - fx) * grid[np.ix_(yi, xi)] + fx * grid[np.ix_(yi, xi + 1)]
+    bottom = (1 - fx) * grid[np.ix_(yi + 1, xi)] + fx * grid[np.ix_(yi + 1, xi + 1)]
+    return np.ascontiguousarray(((1 - fy) * top + fy * bottom).astype("float32"))
 
 
 def _bands(scene: FullScene, window: tuple[int, int, int, int], water_shapes: list[Any], seed: int
@@ -138,8 +152,8 @@ def _bands(scene: FullScene, window: tuple[int, int, int, int], water_shapes: li
     c0, r0, w, h = window
     rng = np.random.default_rng(seed)
     full = (HEIGHT, WIDTH)
-    relief = _smooth_field(rng, full, 256)[r0:r0 + h, c0:c0 + w]
-    fields = _smooth_field(rng, full, 24)[r0:r0 + h, c0:c0 + w]
+    relief = _smooth_field(rng, full, 256, window)
+    fields = _smooth_field(rng, full, 24, window)
     transform = from_origin(scene.left + c0 * RES, scene.top - r0 * RES, RES, RES)
     water = rasterize([(p, 1) for p in water_shapes], out_shape=(h, w), transform=transform, fill=0,
                       dtype="uint8").astype(bool)
@@ -192,21 +206,24 @@ def bands_transform_scaled(transform: Any, step: int) -> Any:
     return transform * transform.scale(step)
 
 
-def generate_full(directory: Path, seed: int = 20231015, cut: int | None = None) -> dict[str, Any]:
-    """Write the full-size items (or, ``cut``, their windows around the AOI) under ``directory``; return the
-    index (also ``<directory>/index.json``): the AOI and, per key, the item's path."""
+def generate_full(directory: Path, seed: int = 20231015, cut: int | None = None,
+                  aoi: tuple[float, float, float, float] = FULL_AOI) -> dict[str, Any]:
+    """Write the full-size items (or, ``cut``, their windows around ``aoi`` plus ``cut`` pixels) under
+    ``directory``; return the index (also ``<directory>/index.json``): the AOI and, per key, the item's
+    path. The world (lakes, rivers, texture) does not depend on ``aoi``, which must lie inside both grids
+    (the AOI's southern strip)."""
     import numpy as np
     import rasterio
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {"aoi": ",".join(str(v) for v in FULL_AOI), "epsg": "EPSG:4326", "items": {},
+    index: dict[str, Any] = {"aoi": ",".join(str(v) for v in aoi), "epsg": "EPSG:4326", "items": {},
                              "size": "full" if cut is None else f"cut {cut}"}
     water = _world(seed)
     for n, scene in enumerate(FULL_SCENES):
         where = directory / scene.item_id
         where.mkdir(parents=True, exist_ok=True)
-        window = _window(scene, cut)
+        window = _window(scene, cut, aoi)
         bands = _bands(scene, window, water, seed + n)
         transform = bands.pop("transform")
         for band, data in bands.items():
