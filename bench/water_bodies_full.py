@@ -105,10 +105,7 @@ class Sampler:
 
 def aoi_tile_bytes(items: list[str], aoi: str, bands: tuple[str, ...] = ("green", "nir08")) -> int:
     """Compressed bytes of the full-resolution tiles the AOI's box touches, over the items and bands."""
-    import pystac
     import rasterio
-    from pyproj import Transformer
-    from rasterio.windows import from_bounds
 
     minx, miny, maxx, maxy = (float(v) for v in aoi.split(","))
     total = 0

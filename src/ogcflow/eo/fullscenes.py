@@ -2,15 +2,16 @@
 
 ``ogcflow demo-data DIR --size full`` writes two items arranged as in the EO notebook (Mono Lake, WRS-2
 042/033, UTM zone 11N): ``F1`` covers the whole area of interest (a 2,403 x 1,821-pixel mask), ``F2``
-(the next row south) only a strip of 482 rows along the AOI's southern edge. Each scene is a north-up 7,741 x 7,841 grid of 30 m pixels, as a
-Collection 2 product is, with the tilted image inside it and no-data collars around (DN 0); bands ``green``,
-``nir08`` and ``qa_pixel`` as COGs with 512 x 512 tiles, DEFLATE with the horizontal predictor and internal
-overviews (what the USGS and Planetary Computer publish). The texture is a world in EPSG:32611, the same for
-both items: a large lake with islands, a scatter of smaller lakes, meandering rivers, land whose
-reflectance varies over kilometres and pixel noise. Deterministic (fixed random seed).
+(the next row south) only a strip of 482 rows along the AOI's southern edge. Each scene is a north-up
+7,741 x 7,841 grid of 30 m pixels, as a Collection 2 product is, with the tilted image inside it and no-data
+collars around (DN 0); bands ``green``, ``nir08`` and ``qa_pixel`` as COGs with 512 x 512 tiles, DEFLATE
+with the horizontal predictor and internal overviews (what the USGS and Planetary Computer publish). The
+texture is a world in EPSG:32611, the same for both items: a large lake with islands, a scatter of smaller
+lakes, meandering rivers, land whose reflectance varies over kilometres and pixel noise. Deterministic (fixed random seed).
 
 ``cut`` (pixels of margin around the AOI, for tests) writes the same items on a window of the full grid
-(same grid, texture and tiling; a few MB instead of about 200).
+(same grid, texture and tiling, other pixel noise; a few MB instead of about 200), ``aoi`` a smaller box
+(tests: seconds to write).
 """
 
 from __future__ import annotations
