@@ -7,7 +7,8 @@
 collars around (DN 0); bands ``green``, ``nir08`` and ``qa_pixel`` as COGs with 512 x 512 tiles, DEFLATE
 with the horizontal predictor and internal overviews (what the USGS and Planetary Computer publish). The
 texture is a world in EPSG:32611, the same for both items: a large lake with islands, a scatter of smaller
-lakes, meandering rivers, land whose reflectance varies over kilometres and pixel noise. Deterministic (fixed random seed).
+lakes, meandering rivers, land whose reflectance varies over kilometres and pixel noise.
+Deterministic (fixed random seed).
 
 ``cut`` (pixels of margin around the AOI, for tests) writes the same items on a window of the full grid
 (same grid, texture and tiling, other pixel noise; a few MB instead of about 200), ``aoi`` a smaller box
