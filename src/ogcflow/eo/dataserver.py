@@ -1,5 +1,11 @@
 """A small static HTTP server with byte ranges (what GDAL's /vsicurl/ uses for COG windowed reads), for
-the demo's synthetic scenes and the tests. Runs in a thread of the calling process."""
+the demo's synthetic scenes and the tests. Runs in a thread of the calling process.
+
+A GDAL reader in the *same* process must open its files with ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` (as
+the crop step does): otherwise GDAL lists the file's directory (``GET /dir/``) from a call during which
+rasterio keeps Python's GIL, so this server's thread never gets to answer and both wait for each other.
+Readers in other processes (the job's steps, a bench's child) are not affected; the server answers a
+directory with 404 at once."""
 
 from __future__ import annotations
 
