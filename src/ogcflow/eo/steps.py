@@ -37,12 +37,19 @@ def parse_aoi(aoi: str) -> tuple[float, float, float, float]:
     return values[0], values[1], values[2], values[3]
 
 
+#: GDAL threads for COG writes; None: the cores the process may use. A process that forks step processes
+#: writes with 1: GDAL's thread pool does not survive a fork (a child would wait for threads it has not got).
+cog_threads: int | None = None
+
+
 def _threads() -> int:
     """Threads GDAL compresses a COG's tiles and overviews with: the cores this process may run on, at most
     4. The file's bytes are the same as with one thread; on a full-size scene the larger item's steps, the
     job's critical path, then use the core the smaller item's branch has left."""
     import os
 
+    if cog_threads is not None:
+        return cog_threads
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
