@@ -50,7 +50,6 @@ def _preload() -> None:
     import ogcflow.eo.items  # noqa: F401
     import ogcflow.eo.signing  # noqa: F401
     import ogcflow.eo.steps  # noqa: F401
-
     from ogcflow.eo import steps
 
     steps.cog_threads = 1  # no GDAL thread pool in the process that forks the steps (forked, they make theirs)
