@@ -1,7 +1,7 @@
 """Full-size synthetic Landsat Collection 2 Level-2 scenes: the size users run water-bodies at.
 
 ``ogcflow demo-data DIR --size full`` writes two items arranged as in the EO notebook (Mono Lake, WRS-2
-042/033, UTM zone 11N): ``F1`` covers the whole area of interest (a 2,403 x 1,821-pixel mask), ``F2``
+042/033, UTM zone 11N): ``F1`` covers the whole area of interest (a 2,404 x 1,822-pixel mask), ``F2``
 (the next row south) only a strip of 482 rows along the AOI's southern edge. Each scene is a north-up
 7,741 x 7,841 grid of 30 m pixels, as a Collection 2 product is, with the tilted image inside it and no-data
 collars around (DN 0); bands ``green``, ``nir08`` and ``qa_pixel`` as COGs with 512 x 512 tiles, DEFLATE
