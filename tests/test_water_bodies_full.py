@@ -87,3 +87,13 @@ def test_the_job_gives_the_masks_of_the_step_functions(tmp_path: Path, s3: dict[
             assert (src.transform, src.crs, src.profile["compress"]) == (transform, crs, compress)
             assert src.read(1).shape == data.shape
             assert np.array_equal(src.read(1), data), feature["id"]
+
+
+def test_demo_data_refuses_an_unknown_size(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ogcflow", "demo-data", str(tmp_path / "d"), "--size", "huge"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--size must be small or full" in proc.stdout + proc.stderr
+    assert not (tmp_path / "d").exists()
