@@ -37,26 +37,10 @@ def parse_aoi(aoi: str) -> tuple[float, float, float, float]:
     return values[0], values[1], values[2], values[3]
 
 
-#: GDAL threads for COG writes; None: the cores the process may use. A process that forks step processes
-#: writes with 1: GDAL's thread pool does not survive a fork (a child would wait for threads it has not got).
-cog_threads: int | None = None
-
-
-def _threads() -> int:
-    """Threads GDAL compresses a COG's tiles and overviews with: the cores this process may run on, at most
-    4. The file's bytes are the same as with one thread; on a full-size scene the larger item's steps, the
-    job's critical path, then use the core the smaller item's branch has left."""
-    import os
-
-    if cog_threads is not None:
-        return cog_threads
-    return max(1, min(4, len(os.sched_getaffinity(0))))
-
-
 def _profile(src_profile: dict[str, Any], **changes: Any) -> dict[str, Any]:
     names = ("crs", "transform", "width", "height", "nodata")
     keep: dict[str, Any] = {k: src_profile[k] for k in names if k in src_profile}
-    return {**keep, "count": 1, **COG, "num_threads": _threads(), **changes}
+    return {**keep, "count": 1, **COG, **changes}
 
 
 def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings: StepConfig) -> Path:

@@ -50,15 +50,11 @@ def _preload() -> None:
     import ogcflow.eo.items  # noqa: F401
     import ogcflow.eo.signing  # noqa: F401
     import ogcflow.eo.steps  # noqa: F401
-    from ogcflow.eo import steps
 
-    steps.cog_threads = 1  # no GDAL thread pool in the process that forks the steps (forked, they make theirs)
     try:
         _warm_up()
     except Exception:  # slower steps are all this costs
         log.warning("could not warm the EO steps up", exc_info=True)
-    finally:
-        steps.cog_threads = None
 
 
 def _warm_up() -> None:
