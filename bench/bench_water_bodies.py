@@ -1,6 +1,7 @@
 """Water-bodies through the whole server path against the four steps run directly, in one run.
 
     bench/run.sh water_bodies [--runs 5] [--items ABC]
+    bench/run.sh water_bodies --size full [--runs 5] [--skip-prefect]   (bench/water_bodies_full.py)
 
 Both sides run the same step commands (``python -m ogcflow.eo crop|norm_diff|otsu|stac``) on the same
 synthetic Landsat scenes served over HTTP. "Direct" runs them as a script would: the items two at a time
@@ -100,7 +101,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--items", default="ABC", help="demo scenes per job (A, B, C: see ogcflow.eo.scenes)")
+    ap.add_argument("--size", choices=("small", "full"), default="small",
+                    help="full: two full-size Landsat-like items and the notebook's AOI (bench/water_bodies_full.py)")
+    ap.add_argument("--skip-prefect", action="store_true", help="--size full: no Prefect engine run")
     args = ap.parse_args()
+    if args.size == "full":
+        from bench.water_bodies_full import main as full
+
+        full(args.runs, args.skip_prefect)
+        return
     if not os.environ.get("AWS_ENDPOINT_URL"):
         raise SystemExit("start an S3 server first (bench/run.sh water_bodies does)")
     work = WORK / f"water-bodies-{int(time.time())}"

@@ -5,7 +5,8 @@
 #   bench/run.sh prefect [options of bench/bench_prefect.py]
 #   bench/run.sh prefect_native [options of bench/bench_prefect_native.py]   (a Prefect process worker too)
 #   bench/run.sh cwl [options of bench/bench_cwl.py]
-#   bench/run.sh water_bodies [options of bench/bench_water_bodies.py]   (starts a private S3 server)
+#   bench/run.sh water_bodies [options of bench/bench_water_bodies.py]   (starts a private S3 server; with
+#                                                   --size full also PostgreSQL and Prefect)
 #   bench/run.sh auth [options of bench/bench_auth.py]   (starts an OpenID provider)
 #   bench/run.sh pages [options of bench/bench_pages.py]   (HTML pages with 10,000 jobs, static bytes)
 #   bench/run.sh ab --against REV [options of bench/bench_ab.py]   (this checkout beside an earlier revision)
@@ -15,7 +16,7 @@ scripts/setup.sh test
 scripts/debs.sh wrk postgresql redis-server
 which=${1:-part1}
 shift || true
-if [ "$which" = prefect ] || [ "$which" = prefect_native ]; then
+if [ "$which" = prefect ] || [ "$which" = prefect_native ] || { [ "$which" = water_bodies ] && [[ " $* " == *" full "* ]]; }; then
   export OGCFLOW_PG_DIR=$(mktemp -d /tmp/ogcflow-pg.XXXXXX) OGCFLOW_PREFECT_DIR=$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)
   export OGCFLOW_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   export OGCFLOW_PREFECT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -32,7 +33,7 @@ if [ "$which" = auth ]; then
 fi
 if [ "$which" = water_bodies ]; then
   export OGCFLOW_S3_DIR=$(mktemp -d /tmp/ogcflow-s3.XXXXXX)
-  trap 'scripts/s3.sh stop; rm -rf "$OGCFLOW_S3_DIR"' EXIT
+  trap 'scripts/s3.sh stop; { scripts/prefect.sh stop; scripts/postgres.sh stop; } 2>/dev/null || true; rm -rf "$OGCFLOW_S3_DIR" "${OGCFLOW_PG_DIR:-}" "${OGCFLOW_PREFECT_DIR:-}"' EXIT
   eval "$(scripts/s3.sh start)"
 fi
 .venv/bin/python "bench/bench_${which}.py" "$@"

@@ -218,15 +218,27 @@ def worker(
 @app.command("demo-data")
 def demo_data(
     directory: Annotated[Path, typer.Argument(help="Where to write the scenes, items and ground truth.")],
-    seed: Annotated[int, typer.Option(help="Random seed of the noise.")] = 20231007,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the noise (default: one per size).")] = None,
+    size: Annotated[str, typer.Option(help="small: the demo's scenes with ground truth; full: two full-size "
+                                           "7,741 x 7,841 Landsat-like items (about 340 MB) and the EO "
+                                           "notebook's AOI.")] = "small",
 ) -> None:
     """Write synthetic Landsat C2 L2 scenes with known water (STAC items, COGs, ground truth)."""
-    from ogcflow.eo.scenes import generate
+    if size not in ("small", "full"):
+        console.print("[red]--size must be small or full[/]")
+        raise typer.Exit(2)
+    if size == "full":
+        from ogcflow.eo.fullscenes import generate_full
 
-    index = generate(directory, seed=seed)
+        index = generate_full(directory) if seed is None else generate_full(directory, seed=seed)
+    else:
+        from ogcflow.eo.scenes import generate
+
+        index = generate(directory) if seed is None else generate(directory, seed=seed)
     for key, item in index["items"].items():
         console.print(f"{key}: {directory / item['path']}")
-    console.print(f"AOI {index['aoi']} ({index['epsg']}); ground truth in {directory / 'truth'}")
+    truth = f"; ground truth in {directory / 'truth'}" if size == "small" else ""
+    console.print(f"AOI {index['aoi']} ({index['epsg']}){truth}")
 
 
 @app.command(epilog=_settings_help())

@@ -1,5 +1,11 @@
 """A small static HTTP server with byte ranges (what GDAL's /vsicurl/ uses for COG windowed reads), for
-the demo's synthetic scenes and the tests. Runs in a thread of the calling process."""
+the demo's synthetic scenes and the tests. Runs in a thread of the calling process.
+
+A GDAL reader in the *same* process must open its files with ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` (as
+the crop step does): otherwise GDAL lists the file's directory (``GET /dir/``) from a call during which
+rasterio keeps Python's GIL, so this server's thread never gets to answer and both wait for each other.
+Readers in other processes (the job's steps, a bench's child) are not affected; the server answers a
+directory with 404 at once."""
 
 from __future__ import annotations
 
@@ -37,8 +43,8 @@ class RangeHandler(SimpleHTTPRequestHandler):
         if path is None:
             self.send_error(HTTPStatus.NOT_FOUND, "no such file")
             return
-        data = path.read_bytes()
-        size, start, end = len(data), 0, len(data) - 1
+        size = path.stat().st_size
+        start, end = 0, size - 1
         status = HTTPStatus.OK
         match = _RANGE.match(self.headers.get("Range", "").strip())
         if match and (match.group(1) or match.group(2)):
@@ -54,11 +60,14 @@ class RangeHandler(SimpleHTTPRequestHandler):
                 self.end_headers()
                 return
             status = HTTPStatus.PARTIAL_CONTENT
-        body = data[start:end + 1]
+        with path.open("rb") as f:
+            head_bytes = f.read(4096) if path.suffix == ".json" else b""
+            f.seek(start)
+            body = f.read(end + 1 - start)
         self.send_response(status)
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if path.suffix == ".json":
-            media = "application/geo+json" if b'"Feature"' in data[:4096] else "application/json"
+            media = "application/geo+json" if b'"Feature"' in head_bytes else "application/json"
         self.send_header("Content-Type", media)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(body)))
@@ -67,6 +76,21 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+            self.server.traffic.add(len(body))  # type: ignore[attr-defined]
+
+
+class Traffic:
+    """What a server's readers downloaded: GET responses and their body bytes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.bytes = 0
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += size
 
 
 class DataServer:
@@ -83,6 +107,8 @@ class DataServer:
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
+        self.traffic = Traffic()
+        self.httpd.traffic = self.traffic  # type: ignore[attr-defined]
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="data-server", daemon=True)
 
