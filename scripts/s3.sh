@@ -20,11 +20,12 @@ case "${1:-start}" in
 {"identities": [{"name": "ogcflow", "credentials": [{"accessKey": "$KEY", "secretKey": "$SECRET"}],
                  "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
-    # every port of the mini cluster is a free one, everything bound to loopback only; AWS_* credentials of
+    # every port of the mini cluster is a free one, everything bound to loopback only (volumes: every bucket
+    # is a collection with volumes of its own, so the count is not bounded by free disk / volume size); AWS_* credentials of
     # the caller's environment would become weed's identity instead of s3.json's: not passed on
     env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -master.port="$(free_port)" -master.port.grpc="$(free_port)" -master.telemetry=false \
-      -volume.port="$(free_port)" -volume.port.grpc="$(free_port)" \
+      -volume.port="$(free_port)" -volume.port.grpc="$(free_port)" -volume.max=10000 -master.volumeSizeLimitMB=64 \
       -filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \
       -s3.port="$PORT" -s3.port.grpc="$(free_port)" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$DIR/s3.json" \
       -admin.ui=false -admin.port="$(free_port)" -admin.port.grpc="$(free_port)" -webdav=false \
