@@ -7,4 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/debs.sh bubblewrap  # deployed CWL tools (and the demo's) run in a bubblewrap sandbox (docs/security.md)
 exec .venv/bin/ogcflow demo "$@"
