@@ -260,3 +260,38 @@ def test_a_killed_worker_takes_its_jobs_and_children_with_it(pserver: Server, pc
     finally:
         for pid in marked(mark):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_command_lines_built_at_once_each_make_their_directories(tmp_path: Path) -> None:
+    """cwltool builds the command lines of parallel steps (a scatter) from several threads: each must make the
+    directories leading to its binds traversable itself (bwrap would make them 0700, and the tool's user could
+    not reach its interpreter: 'Permission denied', seen with a checkout under /tmp)."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ogcflow.packages.sandbox import Limits, Sandbox
+    from ogcflow.settings import Settings
+
+    code = tmp_path / "checkout" / "src" / "pkg"
+    code.mkdir(parents=True)
+    (code / "launch.py").write_text("print('launched')\n")
+    job = tmp_path / "job"
+    job.mkdir()
+    box = Sandbox(settings=Settings().sandbox, root=job, readable=[str(code), sys.prefix, sys.base_prefix])
+    outs = []
+    for i in range(16):
+        (job / f"out{i}").mkdir()
+        outs.append(str(job / f"out{i}"))
+
+    def line(out: str) -> list[str]:
+        return box.command_prefix([out], out, False, Limits(60, 1000, 100, 100, 100))
+
+    with ThreadPoolExecutor(8) as pool:
+        lines = list(pool.map(line, outs))
+    src = str(tmp_path / "checkout" / "src")
+    for words in lines:
+        assert src in words and words[words.index(src) - 1] == "--dir", words
+    run = subprocess.run([*lines[-1], sys.executable, "-S", "-E", str(code / "launch.py")], capture_output=True,
+                         text=True, timeout=60)
+    assert run.stdout.strip() == "launched", run.stderr

@@ -105,7 +105,6 @@ class Sandbox:
     bwrap: str = ""
     uid: int = 0
     _etc: Path | None = None
-    _made: set[str] = field(default_factory=set)  # directories the current command line makes
 
     def __post_init__(self) -> None:
         self.bwrap = check_bwrap(self.settings)
@@ -137,8 +136,10 @@ class Sandbox:
             self._etc = etc
         return self._etc
 
-    def _base(self, network: bool) -> list[str]:
-        self._made = {"/", "/tmp", "/etc", "/usr", "/dev", "/proc"}
+    def _base(self, network: bool, made: set[str]) -> list[str]:
+        """The command line's start; ``made`` collects the directories it makes (one set per command line:
+        cwltool builds the command lines of parallel steps at once, from several threads)."""
+        made |= {"/", "/tmp", "/etc", "/usr", "/dev", "/proc"}
         args = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                 "--die-with-parent", "--new-session", "--hostname", "sandbox"]
         if not network:
@@ -165,12 +166,11 @@ class Sandbox:
                 continue
             if _within(real, "/usr") and real == path:
                 continue
-            args += [*self._parents(path), "--bind" if stat.S_ISSOCK(mode) else "--ro-bind", real, path]
+            args += [*self._parents(path, made), "--bind" if stat.S_ISSOCK(mode) else "--ro-bind", real, path]
         return args
 
-    def _parents(self, path: str) -> list[str]:
+    def _parents(self, path: str, made: set[str]) -> list[str]:
         """Directories leading to a bind's destination, made traversable (bwrap would make them 0700)."""
-        made = self._made
         args: list[str] = []
         parts = Path(path).parent.parts
         for i in range(2, len(parts) + 1):
@@ -188,8 +188,9 @@ class Sandbox:
     def command_prefix(self, writable: list[str], cwd: str, network: bool, limits: Limits) -> list[str]:
         """The words before a tool's command line: the job's directory read-only, ``writable`` (made the
         sandbox user's) read-write, ``cwd`` the working directory."""
-        args = self._base(network)
-        args += [*self._parents(str(self.root)), "--ro-bind", str(self.root), str(self.root)]
+        made: set[str] = set()
+        args = self._base(network, made)
+        args += [*self._parents(str(self.root), made), "--ro-bind", str(self.root), str(self.root)]
         for path in writable:
             _own(path, self.uid)
             args += ["--bind", path, path]
@@ -199,7 +200,7 @@ class Sandbox:
     def js_prefix(self) -> list[str]:
         """The words before ``node --eval``: nothing of the job, no network."""
         limits = Limits.ceilings(self.settings)
-        return [*self._base(False), "--chdir", "/tmp", "--", *self._user(limits)]
+        return [*self._base(False, set()), "--chdir", "/tmp", "--", *self._user(limits)]
 
     def check_input(self, path: str, staged: str | None = None) -> None:
         """Refuse an input outside the job's directory; make one inside readable by the sandbox user (cwltool
