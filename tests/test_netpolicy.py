@@ -178,6 +178,9 @@ def test_gdal_redirects_are_checked_hop_by_hop(scenes: Scenes, tmp_path: Path) -
             asset["href"] = f"{front}/{item['id']}/{Path(asset['href']).name}"
         (served / item["id"]).mkdir(parents=True)
         (served / "item.json").write_text(json.dumps(item))
+        for asset in item["assets"].values():  # the same item by the other name of the host, for the read that
+            asset["href"] = asset["href"].replace(front, allowed.url)  # works: GDAL keeps a refused URL's failure
+        (served / "item-again.json").write_text(json.dumps(item))
         _Counting.hits = []
         strict = StepConfig(data_dir=tmp_path, allowed_hosts=["localhost"])
         with pytest.raises(StepError, match="network policy refused it.*loopback"):
@@ -185,7 +188,7 @@ def test_gdal_redirects_are_checked_hop_by_hop(scenes: Scenes, tmp_path: Path) -
         assert _Counting.hits == []
         netpolicy._PROXIES.clear()  # a new policy: a new proxy (steps run one policy per process)
         trusting = StepConfig(data_dir=tmp_path, allowed_hosts=["localhost", "127.0.0.1"])
-        assert steps.crop(front + "/item.json", AOI, "EPSG:4326", "green", tmp_path, trusting).is_file()
+        assert steps.crop(allowed.url + "/item-again.json", AOI, "EPSG:4326", "green", tmp_path, trusting).is_file()
         assert _Counting.hits
     finally:
         netpolicy._PROXIES.clear()

@@ -145,7 +145,8 @@ class CWLProcess(Process):
             readable.add(sys.base_prefix)  # the interpreter's standard library
         for more in self.hooks.sandbox_paths:
             readable.update(more())
-        return Sandbox(self.sandbox, workdir, readable=sorted(readable))
+        roots = [os.path.realpath(r) for r in self.network.local_roots if os.path.isdir(r)]
+        return Sandbox(self.sandbox, workdir, readable=sorted(readable | set(roots)), input_roots=roots)
 
     def _output(self, name: str, value: CWLValue, ctx: JobContext) -> OutputValue:
         for handler in self.hooks.output_handlers:

@@ -102,6 +102,9 @@ class Sandbox:
     #: more host paths readable in the sandbox, at the same path (trusted commands, e.g. a plugin's launcher
     #: and its interpreter); a UNIX socket among them is reachable
     readable: list[str] = field(default_factory=list)
+    #: host directories (bound read-only, among ``readable``) that File and Directory inputs may come from
+    #: besides the job's own files: the operator's OGCFLOW_LOCAL_ROOTS
+    input_roots: list[str] = field(default_factory=list)
     bwrap: str = ""
     uid: int = 0
     _etc: Path | None = None
@@ -208,17 +211,21 @@ class Sandbox:
         closed to everyone else on the host (0750, the sandbox user's group)."""
         real = os.path.realpath(path)
         root = str(self.root)
-        if not _within(real, root):
+        # under an operator's local root (bound read-only as it is: its files must be readable by others), or the
+        # job's own
+        host = any(_within(real, allowed) for allowed in self.input_roots)
+        if not host and not _within(real, root):
             raise SandboxRefused(f"the input '{os.path.basename(path) or path}' is not a file of this job: "
                                  "tools see only the job's own files")
-        parts = Path(real).relative_to(self.root).parts
-        for i in range(1, len(parts) + 1):
-            _readable(os.path.join(root, *parts[:i]))
+        if not host:
+            parts = Path(real).relative_to(self.root).parts
+            for i in range(1, len(parts) + 1):
+                _readable(os.path.join(root, *parts[:i]))
         if staged and _within(os.path.abspath(staged), root):  # cwltool's link to it, in a directory of its own
             link = Path(os.path.abspath(staged)).relative_to(self.root).parts
             for i in range(1, len(link)):
                 _readable(os.path.join(root, *link[:i]))
-        if os.path.isdir(real):
+        if os.path.isdir(real) and not host:
             for top, dirs, files in os.walk(real):
                 for name in [*dirs, *files]:
                     _readable(os.path.join(top, name))
