@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import store_env, wait_for
 from tests.eo_support import Scenes
-from tests.prefect_native_support import register, runs_of_job, start_process_pool
+from tests.prefect_native_support import register, runs_of_job, start_process_pool, wait_run
 from tests.server import Server
 
 pytestmark = pytest.mark.skipif(not os.environ.get("PREFECT_API_URL"),
@@ -123,6 +123,8 @@ def test_prefect_native_processes_beside_ogcflow_workers(tmp_path: Path, s3: dic
                 assert results["greeting"]["value"] == f"Hello n{i}!"
             # and one flow run of ogcflow's own deployment, Running once
             (own,) = prefect.post("flow_runs/filter", json={"flow_runs": {"name": {"any_": [job_id]}}}).json()
+            # the job's success is recorded before its run is told: read the run when it is over
+            own = wait_run(prefect, own["id"], ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"), timeout=30)
             assert own["state"]["type"] == "COMPLETED" and own["run_count"] == 1, own
         listed = {j["jobID"] for j in clients[1].get("/jobs", params={"limit": 100}).json()["jobs"]}
         assert {j for _, _, j in jobs} <= listed
