@@ -309,15 +309,17 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
     back.join()
 
 
-_PROXIES: dict[int, PolicingProxy] = {}
+_PROXIES: dict[tuple[int, bool, tuple[str, ...]], PolicingProxy] = {}
 
 
 def process_proxy(settings: Policy) -> PolicingProxy:
-    """The policing proxy of this process (started on first use; a forked child starts its own)."""
+    """The policing proxy of this process for this policy (started on first use; a forked child starts its
+    own; another policy in the same process gets another proxy, never the first one's)."""
     import os
 
-    pid = os.getpid()
-    if pid not in _PROXIES:
-        _PROXIES.clear()
-        _PROXIES[pid] = PolicingProxy(settings)
-    return _PROXIES[pid]
+    key = (os.getpid(), bool(settings.allow_private_urls), tuple(settings.allowed_hosts))
+    if key not in _PROXIES:
+        for other in [k for k in _PROXIES if k[0] != key[0]]:
+            del _PROXIES[other]  # a parent's: its threads are not in this process
+        _PROXIES[key] = PolicingProxy(settings)
+    return _PROXIES[key]
