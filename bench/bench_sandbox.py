@@ -23,20 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_cwl import TOOL  # noqa: E402  (the same one-command package)
 from ogcflow.packages.runner import load_package, run_package  # noqa: E402
 from ogcflow.packages.sandbox import Limits, Sandbox  # noqa: E402
 from ogcflow.settings import SandboxSettings  # noqa: E402
-
-TOOL = """cwlVersion: v1.2
-class: CommandLineTool
-id: bench-echo
-baseCommand: [sh, -c, 'echo "$0" > out.txt']
-inputs:
-  word: {type: string, inputBinding: {position: 1}}
-outputs:
-  out: {type: File, outputBinding: {glob: out.txt}}
-"""
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
