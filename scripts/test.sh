@@ -2,7 +2,7 @@
 # Install everything the tests need and run them: the package with its test extras, Debian's chromium,
 # chromedriver and PostgreSQL; start a private PostgreSQL server, a Prefect server on it, an S3 server
 # (SeaweedFS) and an OpenID provider (oidc-provider from npm; Debian's nodejs when missing); then ruff, mypy
-# and pytest (arguments go to pytest).
+# and pytest in two processes (pytest-xdist; arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -25,7 +25,8 @@ export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy  # strict, on src/ (pyproject.toml [tool.mypy])
 set +e
-.venv/bin/python -m pytest "$@"
+# two test processes, whole files each (module fixtures start once); OGCFLOW_TEST_PROCESSES=0 runs them in one
+.venv/bin/python -m pytest -n "${OGCFLOW_TEST_PROCESSES:-2}" --dist loadfile "$@"
 code=$?
 set -e
 [ $code -eq 5 ] && { echo "no tests ran" >&2; exit 1; }

@@ -24,6 +24,20 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "scripts/test.sh")
 
 
+#: the files that take longest, run first: ``scripts/test.sh`` runs the suite with ``pytest -n 2 --dist loadfile``,
+#: which hands whole files to the workers in collection order, so a long file collected last would run alone
+#: at the end (measured with ``--durations``; an approximate order is enough)
+LONG_FILES = ["test_client_cli.py", "test_prefect_orchestration.py", "test_restart.py", "test_tenancy.py",
+              "test_reliability.py", "test_deployment.py", "test_prefect_native.py", "test_prefect.py",
+              "test_water_bodies.py"]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own ordering by parameter, which it keeps within each file
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def new_postgres_db() -> str:
     """A fresh database on the test PostgreSQL server (started by scripts/test.sh)."""
     import uuid
@@ -63,10 +77,21 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("server"), env=store_env(backend)).start()
-    yield srv
-    srv.stop()
+def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """One server per backend for the whole session, started when first asked for. Under ``pytest -n`` a
+    worker runs whole files, each file through every backend, so the parametrized fixture below changes
+    backend at every file: the servers live here, not in it, and each starts once per worker."""
+    servers: dict[str, Server] = {}
+    yield servers
+    for srv in servers.values():
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str, _servers: dict[str, Server]) -> Server:
+    if backend not in _servers:
+        _servers[backend] = Server(tmp_path_factory.mktemp("server"), env=store_env(backend)).start()
+    return _servers[backend]
 
 
 @pytest.fixture(scope="session")
