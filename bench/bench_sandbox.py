@@ -61,7 +61,7 @@ def main() -> None:
         plain = median_ms(lambda: job(False), args.runs)
         boxed = median_ms(lambda: job(True), args.runs)
         root = Path(tempfile.mkdtemp(dir=tmp))
-        prefix = Sandbox(settings, root).command_prefix([], "/", False, Limits.ceilings(settings))
+        prefix = Sandbox(settings, root).command_prefix([], "/", "deny", Limits.ceilings(settings))
         bare = median_ms(lambda: subprocess.run(["true"], check=True), args.runs)
         wrapped = median_ms(lambda: subprocess.run([*prefix, "true"], check=True), args.runs)
     print(f"one-command package, median of {args.runs} job runs in a warm process:")

@@ -285,7 +285,7 @@ def test_command_lines_built_at_once_each_make_their_directories(tmp_path: Path)
         outs.append(str(job / f"out{i}"))
 
     def line(out: str) -> list[str]:
-        return box.command_prefix([out], out, False, Limits(60, 1000, 100, 100, 100))
+        return box.command_prefix([out], out, "deny", Limits(60, 1000, 100, 100, 100))
 
     with ThreadPoolExecutor(8) as pool:
         lines = list(pool.map(line, outs))

@@ -23,18 +23,22 @@ has no view of host paths.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ogcflow.errors import ProcessError
+from ogcflow.netpolicy import Policy
+from ogcflow.packages import toolnet
 from ogcflow.settings import SandboxSettings
 
 log = logging.getLogger("ogcflow.sandbox")
@@ -47,6 +51,9 @@ ETC_DIRS = ("ld.so.conf.d", "alternatives", "ssl", "ca-certificates", "gdal", "p
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 UID_SPAN = 50000
 MiB = 1024 * 1024
+#: the interpreter of the tools' proxy forwarder: the system's, which the sandbox sees under /usr
+SYSTEM_PYTHON = "/usr/bin/python3"
+Network = Literal["deny", "policy", "host"]
 
 
 class SandboxUnavailable(ProcessError):
@@ -105,9 +112,12 @@ class Sandbox:
     #: host directories (bound read-only, among ``readable``) that File and Directory inputs may come from
     #: besides the job's own files: the operator's OGCFLOW_LOCAL_ROOTS
     input_roots: list[str] = field(default_factory=list)
+    #: the network policy of tools that declare NetworkAccess (OGCFLOW_SANDBOX_NETWORK=policy)
+    policy: Policy | None = None
     bwrap: str = ""
     uid: int = 0
     _etc: Path | None = None
+    _nets: list[toolnet.ToolNetwork] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bwrap = check_bwrap(self.settings)
@@ -138,6 +148,25 @@ class Sandbox:
             (etc / "group").write_text(f"root:x:0:\nnogroup:x:65534:\ntool:x:{uid}:\n", encoding="ascii")
             self._etc = etc
         return self._etc
+
+    def network_mode(self, declared: bool) -> Network:
+        """What a command gets: no network unless its tool declares NetworkAccess, then what the operator
+        chose (policed by default; without a policy to apply, none)."""
+        mode = self.settings.network if declared else "deny"
+        return "deny" if mode == "policy" and self.policy is None else mode
+
+    def tool_network(self) -> toolnet.ToolNetwork:
+        """The host side of one command's policed network (its own socket: what the policy refused is known
+        per command, also when cwltool runs several at once); closed with the command or the sandbox."""
+        assert self.policy is not None
+        net = toolnet.ToolNetwork(self.root / ".sandbox-net", self.policy, self.uid)
+        self._nets.append(net)
+        return net
+
+    def close(self) -> None:
+        for net in self._nets:
+            net.close()
+        self._nets.clear()
 
     def _base(self, network: bool, made: set[str]) -> list[str]:
         """The command line's start; ``made`` collects the directories it makes (one set per command line:
@@ -188,17 +217,28 @@ class Sandbox:
         return [*limits.prlimit(), "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
-    def command_prefix(self, writable: list[str], cwd: str, network: bool, limits: Limits) -> list[str]:
+    def command_prefix(self, writable: list[str], cwd: str, network: Network, limits: Limits,
+                       net: toolnet.ToolNetwork | None = None) -> list[str]:
         """The words before a tool's command line: the job's directory read-only, ``writable`` (made the
-        sandbox user's) read-write, ``cwd`` the working directory."""
+        sandbox user's) read-write, ``cwd`` the working directory; ``network`` as :meth:`network_mode`
+        says (policy: through ``net``, whose forwarder runs first; the tool needs :func:`toolnet.proxy_env`)."""
         made: set[str] = set()
-        args = self._base(network, made)
+        args = self._base(network == "host", made)
         args += [*self._parents(str(self.root), made), "--ro-bind", str(self.root), str(self.root)]
         for path in writable:
             _own(path, self.uid)
             args += ["--bind", path, path]
+        forward: list[str] = []
+        if network == "policy":
+            assert net is not None
+            python = _forwarder_python()
+            args += [*self._parents(toolnet.SOCKET, made), "--bind", str(net.path),
+                     toolnet.SOCKET, "--ro-bind", toolnet.FORWARDER_SOURCE, toolnet.FORWARDER]
+            if not _within(python, "/usr"):
+                args += ["--ro-bind", sys.base_prefix, sys.base_prefix]
+            forward = [python, "-I", "-S", toolnet.FORWARDER, str(toolnet.PORT), toolnet.SOCKET, "--"]
         args += ["--chdir", cwd]
-        return [*args, "--", *self._user(limits)]
+        return [*args, "--", *self._user(limits), *forward]
 
     def js_prefix(self) -> list[str]:
         """The words before ``node --eval``: nothing of the job, no network."""
@@ -256,12 +296,24 @@ class HidePrefix(logging.Filter):
     """Shows a sandboxed command in cwltool's log as the tool's command line alone (not bwrap's words)."""
 
     MARK = "--no-new-privs \\\n    -- \\\n    "
+    FORWARD = f"{toolnet.FORWARDER} \\\n    {toolnet.PORT} \\\n    {toolnet.SOCKET} \\\n    -- \\\n    "
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) > 2 and isinstance(args[2], str) and self.MARK in args[2]:
-            record.args = (*args[:2], "(sandboxed) " + args[2].split(self.MARK, 1)[1], *args[3:])
+            command = args[2].split(self.MARK, 1)[1]
+            sandboxed = "(sandboxed) "
+            if self.FORWARD in command:
+                command, sandboxed = command.split(self.FORWARD, 1)[1], "(sandboxed, network through the policy) "
+            record.args = (*args[:2], sandboxed + command, *args[3:])
         return True
+
+
+@functools.lru_cache(maxsize=1)
+def _forwarder_python() -> str:
+    """The system's python3 (under /usr, which every sandbox sees), else this interpreter (its prefix is
+    then bound read-only)."""
+    return SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else os.path.realpath(sys.executable)
 
 
 def _readable(path: str) -> None:
@@ -314,6 +366,9 @@ def _job_class() -> type:
     """cwltool's CommandLineJob whose commands run in the job's sandbox (when the run has one)."""
     from cwltool.errors import WorkflowException
     from cwltool.job import CommandLineJob
+    from cwltool.loghandler import _logger as cwl_log
+
+    log_error, log_warning = cwl_log.error, cwl_log.warning
 
     class SandboxedCommandLineJob(CommandLineJob):
         def _execute(self, runtime: list[str], env: MutableMapping[str, str], runtimeContext: Any,
@@ -330,18 +385,28 @@ def _job_class() -> type:
                         sandbox.check_input(ent.resolved, ent.target)
             except SandboxRefused as exc:
                 raise WorkflowException(str(exc)) from None
-            network = bool(self.networkaccess) and sandbox.settings.network == "host"
+            network = sandbox.network_mode(bool(self.networkaccess))
+            net = sandbox.tool_network() if network == "policy" else None
             prefix = sandbox.command_prefix([self.outdir, self.tmpdir], self.outdir, network,
-                                            _limits(self, sandbox))
+                                            _limits(self, sandbox), net)
+            if net is not None:
+                env.update(toolnet.proxy_env())
             collect = self.collect_outputs
 
             def collect_clean(outdir: str, rcode: int) -> Any:
+                for reason in net.refused if net is not None else []:
+                    # an ERROR line when the tool then fails: the job's failure message names it
+                    (log_error if rcode else log_warning)(f"[job {self.name}] the network policy refused "
+                                                          f"{reason}")
                 sandbox.clean_outputs(outdir)
                 return collect(outdir, rcode)
 
             self.collect_outputs = collect_clean
-            return super()._execute(prefix + runtime, env, runtimeContext,
-                                    monitor_function)
+            try:
+                return super()._execute(prefix + runtime, env, runtimeContext, monitor_function)
+            finally:
+                if net is not None:
+                    net.close()
 
     return SandboxedCommandLineJob
 
