@@ -54,6 +54,8 @@ MiB = 1024 * 1024
 #: the interpreter of the tools' proxy forwarder: the system's, which the sandbox sees under /usr
 SYSTEM_PYTHON = "/usr/bin/python3"
 Network = Literal["deny", "policy", "host"]
+#: how the job's log names what the network policy refused a tool (its failure message repeats those lines)
+POLICY_REFUSED = "the network policy refused"
 
 
 class SandboxUnavailable(ProcessError):
@@ -396,8 +398,7 @@ def _job_class() -> type:
             def collect_clean(outdir: str, rcode: int) -> Any:
                 for reason in net.refused if net is not None else []:
                     # an ERROR line when the tool then fails: the job's failure message names it
-                    (log_error if rcode else log_warning)(f"[job {self.name}] the network policy refused "
-                                                          f"{reason}")
+                    (log_error if rcode else log_warning)(f"[job {self.name}] {POLICY_REFUSED} {reason}")
                 sandbox.clean_outputs(outdir)
                 return collect(outdir, rcode)
 
