@@ -384,3 +384,21 @@ def test_command_lines_built_at_once_each_make_their_directories(tmp_path: Path)
     run = subprocess.run([*lines[-1], sys.executable, "-S", "-E", str(code / "launch.py")], capture_output=True,
                          text=True, timeout=60)
     assert run.stdout.strip() == "launched", run.stderr
+
+
+def test_cgroups_are_detected_and_the_rlimits_are_the_fallback(tmp_path: Path) -> None:
+    """Per-job cgroups need cgroup v2 with the memory, pids and cpu controllers delegated to the worker; the
+    check reads a cgroup tree (here a copy laid out as the kernel does) and says what is missing."""
+    from ogcflow.packages.sandbox import cgroups_unusable
+
+    with open("/proc/self/cgroup", encoding="ascii") as fh:
+        own = next((ln.split("::", 1)[1].strip() for ln in fh if ln.startswith("0::")), "/")
+    assert "no cgroup v2 hierarchy" in str(cgroups_unusable(str(tmp_path / "v1")))
+    root = tmp_path / "v2"
+    group = root / own.lstrip("/")
+    group.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids\n")
+    (group / "cgroup.controllers").write_text("cpu hugetlb\n")
+    assert "memory, pids controller(s) are not available" in str(cgroups_unusable(str(root)))
+    (group / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert cgroups_unusable(str(root)) is None

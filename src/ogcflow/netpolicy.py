@@ -22,7 +22,7 @@ import socket
 import socketserver
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -241,15 +241,19 @@ class PolicingProxy:
             self._server.shutdown()
             self._server.server_close()
 
-    def serve(self, conn: socket.socket) -> None:
-        """Answer one client connection, in a thread of its own; the connection is closed at the end."""
+    def serve(self, conn: socket.socket, on_end: Callable[[], None] | None = None) -> None:
+        """Answer one client connection, in a thread of its own; the connection is closed at the end, then
+        ``on_end`` is called."""
 
         def run() -> None:
-            with conn:
-                try:
+            try:
+                with conn:
                     self._handle(conn)
-                except OSError:
-                    pass
+            except OSError:
+                pass
+            finally:
+                if on_end is not None:
+                    on_end()
 
         threading.Thread(target=run, name="ogcflow-proxy-conn", daemon=True).start()
 

@@ -27,6 +27,8 @@ PORT = 3128
 SOCKET = "/run/ogcflow/proxy.sock"
 FORWARDER = "/run/ogcflow/forwarder.py"
 FORWARDER_SOURCE = str(Path(__file__).with_name("forwarder.py"))
+#: connections one command may have open through its proxy at once (more are closed at once)
+MAX_CONNECTIONS = 64
 
 
 def proxy_env() -> dict[str, str]:
@@ -53,6 +55,7 @@ class ToolNetwork:
         os.chmod(self.path, 0o600)
         self._listener.listen(16)
         self._closed = False
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         threading.Thread(target=self._accept, name="ogcflow-toolnet", daemon=True).start()
 
     @property
@@ -84,10 +87,11 @@ class ToolNetwork:
                     except OSError:  # not a socket
                         os.close(fd)
                         continue
-                    if conn.family not in (socket.AF_INET, socket.AF_INET6) or conn.type != socket.SOCK_STREAM:
+                    if conn.family not in (socket.AF_INET, socket.AF_INET6) or conn.type != socket.SOCK_STREAM \
+                            or not self._slots.acquire(blocking=False):  # not a TCP connection, or too many
                         conn.close()
                         continue
-                    self.proxy.serve(conn)
+                    self.proxy.serve(conn, on_end=self._slots.release)
 
     def close(self) -> None:
         self._closed = True
