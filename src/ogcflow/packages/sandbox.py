@@ -1,7 +1,7 @@
 """The sandbox of every command a CWL tool runs (bubblewrap), and of the JavaScript of its expressions.
 
 A deployed package is code the platform did not write: each of its commands runs in fresh PID, IPC, UTS,
-cgroup and (unless the tool declares ``NetworkAccess`` and the operator allows it) network namespaces, as a
+cgroup and (unless the operator shares the host's with ``NetworkAccess`` tools) network namespaces, as a
 user of its own (uid ``uid_base + job process id mod 50000``, no capabilities, ``no_new_privs``), with only
 the environment cwltool builds for it (HOME, TMPDIR, PATH, the package's EnvVarRequirement and the step
 variables of :func:`ogcflow.packages.process.step_environment`), and a filesystem made of: ``/usr`` (and the
@@ -11,7 +11,8 @@ temporary directories writable. Nothing else of the host exists there: not the d
 results storage, other jobs, the package files or the server's processes. Rlimits cap CPU time, memory,
 open files, processes and file size (the tool's ResourceRequirement/ToolTimeLimit, under the server-wide
 ceilings of :class:`ogcflow.settings.SandboxSettings`). When a command ends, every process it started
-ends with it (the PID namespace goes away).
+ends with it (the PID namespace goes away). A tool that declares ``NetworkAccess`` reaches HTTP(S) through
+the network policy only (:mod:`ogcflow.packages.toolnet`); any other has no network.
 
 After each command, what it left in its output directory is checked before cwltool reads it: a symbolic
 link that leads out of the job's directory, and anything that is not a file, a directory or a link, is
