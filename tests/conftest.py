@@ -110,6 +110,36 @@ def wait_for(client: httpx.Client, job_url: str, statuses: tuple[str, ...] = ("s
         time.sleep(0.05)
 
 
+class Site:
+    """A real local HTTP server: ``routes`` path -> (status, headers, body); counts the requests it gets."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.hits: list[str] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_GET(self) -> None:  # noqa: N802
+                site.hits.append(self.path)
+                status, headers, body = site.routes.get(self.path, (404, {}, b"no"))
+                self.send_response(status)
+                for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 class Recorder:
     """A local HTTP server: serves files from a dict, records POSTs (callbacks)."""
 

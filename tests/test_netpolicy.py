@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,41 +19,12 @@ from ogcflow.eo.dataserver import DataServer, RangeHandler
 from ogcflow.eo.errors import StepError
 from ogcflow.netpolicy import URLRefused, fetch
 from ogcflow.settings import Settings
+from tests.conftest import Site
 from tests.eo_support import Scenes
 from tests.ogc_schemas import validate_exception
 from tests.server import Server
 
 AOI = "-121.43,40.27,-121.33,40.34"
-
-
-class Site:
-    """A real local HTTP server: ``routes`` path -> (status, headers, body); counts the requests it gets."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.hits: list[str] = []
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                return None
-
-            def do_GET(self) -> None:  # noqa: N802
-                site.hits.append(self.path)
-                status, headers, body = site.routes.get(self.path, (404, {}, b"no"))
-                self.send_response(status)
-                for k, v in {**headers, "Content-Length": str(len(body))}.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Recorder, wait_for
+from tests.conftest import Recorder, Site, wait_for
 from tests.server import Server, gone
 
 TOKEN = "sandbox-admin-token-" + uuid.uuid4().hex[:8]
@@ -28,8 +29,9 @@ CWL = {"Content-Type": "application/cwl+yaml", **AUTH}
 ASYNC = {"Prefer": "respond-async"}
 
 
-def tool(name: str, script: str, inputs: str = "{}", requirements: str = "") -> str:
-    """A tool that runs ``script`` with sh and answers its standard output (and error) as the string ``out``."""
+def tool(name: str, script: str, inputs: str = "{}", requirements: str = "", check: bool = False) -> str:
+    """A tool that runs ``script`` with sh and answers its standard output (and error) as the string ``out``
+    (``check``: the tool fails when the script does)."""
     return f"""cwlVersion: v1.2
 class: CommandLineTool
 id: {name}
@@ -37,7 +39,7 @@ requirements:
   InlineJavascriptRequirement: {{}}
 {requirements}
 baseCommand: [sh, -c]
-arguments: [{json.dumps("{ " + script + "; } 2>&1; true")}]
+arguments: [{json.dumps("{ " + script + "; } 2>&1" + ("" if check else "; true"))}]
 stdout: out.txt
 inputs: {inputs}
 outputs:
@@ -49,7 +51,9 @@ outputs:
 
 def _server(tmp: Path, sandbox: bool) -> Server:
     env = {"OGCFLOW_ADMIN_TOKEN": TOKEN, "OGCFLOW_SANDBOX": "true" if sandbox else "false",
-           "AWS_SECRET_ACCESS_KEY": "aws-secret-" + TOKEN}
+           "AWS_SECRET_ACCESS_KEY": "aws-secret-" + TOKEN,
+           # the network policy of tools that declare NetworkAccess: loopback refused, but for 'localhost'
+           "OGCFLOW_ALLOW_PRIVATE_URLS": "false", "OGCFLOW_ALLOWED_HOSTS": '["localhost"]'}
     return Server(tmp, env=env, workers=2).start()
 
 
@@ -123,11 +127,96 @@ def test_a_tool_cannot_reach_a_loopback_service(sc: httpx.Client, recorder: Reco
     post = f"curl -sS -m 5 -X POST -H 'Content-Type: application/json' -d '{{}}' {recorder.url}{path}"
     deploy(sc, tool("reach", post))
     deploy(sc, tool("reach-declared", post, requirements="  NetworkAccess: {networkAccess: true}"))
-    out = run(sc, "reach") + run(sc, "reach-declared")
-    assert out.count("curl: (7)") == 2, out  # could not connect
+    out = run(sc, "reach")
+    assert "curl: (7)" in out, out  # could not connect
+    out = run(sc, "reach-declared")  # through its proxy: the network policy refuses loopback
+    assert "loopback" in out and "OGCFLOW_ALLOWED_HOSTS" in out, out
     httpx.post(recorder.url + path + "-control", json={})  # the service answers whoever may reach it
     assert recorder.received(path + "-control") == [{}]
     assert recorder.received(path) == []
+
+
+# -- the network of tools that declare NetworkAccess: HTTP(S) through the network policy ------------------
+
+NET = "  NetworkAccess: {networkAccess: true}"
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """A local HTTP server (on every address of the host): 'localhost' is allowed, 127.0.0.1 is not."""
+    web = Site("0.0.0.0")  # noqa: S104 - also the host's own address, for a direct connection to try
+    web.routes["/data"] = (200, {"Content-Type": "text/plain"}, b"allowed data")
+    web.routes["/secret"] = (200, {"Content-Type": "text/plain"}, b"internal secret")
+    web.routes["/evil"] = (302, {"Location": f"http://127.0.0.1:{web.port}/secret"}, b"")
+    yield web
+    web.stop()
+
+
+def host_address() -> str:
+    """An address of this host that is not loopback (where the route to the outside leaves)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent
+        return str(probe.getsockname()[0])
+
+
+def fails(c: httpx.Client, process: str) -> str:
+    """Run a deployed tool that must fail: the job's failure message."""
+    resp = submit(c, process)
+    assert resp.status_code == 201, resp.text
+    info = wait_for(c, resp.headers["location"], timeout=60)
+    assert info["status"] == "failed", info
+    return str(info.get("message"))
+
+
+def test_a_tool_with_network_access_reads_an_allowed_host_through_the_policy(sc: httpx.Client, site: Site) -> None:
+    base = f"http://localhost:{site.port}"
+    py = f"import urllib.request as u; print(u.urlopen('{base}/data').read().decode())"
+    deploy(sc, tool("net-read", f"curl -sSf {base}/data; echo; curl -sSf --proxytunnel {base}/data; echo; "
+                                f"python3 -c \"{py}\"; env | grep -i proxy= | sort", requirements=NET))
+    out = run(sc, "net-read")
+    assert out.count("allowed data") == 3, out  # curl (http, and a CONNECT tunnel as https uses), Python
+    assert site.hits == ["/data"] * 3
+    assert "HTTPS_PROXY=http://127.0.0.1:3128" in out and "http_proxy=http://127.0.0.1:3128" in out
+
+
+def test_a_tool_asking_for_a_refused_address_fails_saying_why(sc: httpx.Client, site: Site) -> None:
+    deploy(sc, tool("net-refused", f"curl -sSf http://127.0.0.1:{site.port}/secret", requirements=NET, check=True))
+    message = fails(sc, "net-refused")
+    assert "the network policy refused" in message and "loopback" in message, message
+    deploy(sc, tool("net-refused-tls", f"curl -sSf https://127.0.0.1:{site.port}/secret", requirements=NET,
+                    check=True))
+    message = fails(sc, "net-refused-tls")  # a CONNECT tunnel: checked before anything is connected
+    assert "the network policy refused" in message and "loopback" in message, message
+    assert site.hits == []
+
+
+def test_a_redirect_to_a_refused_address_is_refused(sc: httpx.Client, site: Site) -> None:
+    deploy(sc, tool("net-redirect", f"curl -sSfL http://localhost:{site.port}/evil", requirements=NET, check=True))
+    message = fails(sc, "net-redirect")
+    assert f"refused http://127.0.0.1:{site.port}/secret" in message and "loopback" in message, message
+    assert site.hits == ["/evil"]  # the first hop, allowed; never the second
+    # the test can tell: the same redirect, followed without the policy, reaches the secret
+    assert httpx.get(f"http://localhost:{site.port}/evil", follow_redirects=True).text == "internal secret"
+
+
+def test_a_direct_connection_ignoring_the_proxy_fails(sc: httpx.Client, site: Site) -> None:
+    address = host_address()
+    connect = f"import socket; socket.create_connection(('{address}', {site.port}), 5)"
+    deploy(sc, tool("net-direct", f"curl -sS -m 5 --noproxy '*' http://localhost:{site.port}/data; "
+                                  f"curl -sS -m 5 --noproxy '*' http://{address}:{site.port}/data; "
+                                  f"python3 -c \"{connect}\"", requirements=NET))
+    out = run(sc, "net-direct")
+    assert out.count("curl: (7)") == 2 and "Network is unreachable" in out, out  # only its own loopback
+    assert site.hits == []
+    assert httpx.get(f"http://{address}:{site.port}/data").text == "allowed data"  # reachable from the host
+
+
+def test_a_tool_without_network_access_gets_no_proxy_and_no_network(sc: httpx.Client, site: Site) -> None:
+    deploy(sc, tool("net-none", f"env | grep -ci proxy; curl -sS -m 5 http://localhost:{site.port}/data; "
+                                "ls /run/ogcflow"))
+    out = run(sc, "net-none")
+    assert out.split()[0] == "0" and "curl: (7)" in out and "No such file" in out, out
+    assert site.hits == []
 
 
 def test_a_directory_input_of_a_host_path_is_refused(sc: httpx.Client) -> None:
@@ -285,7 +374,7 @@ def test_command_lines_built_at_once_each_make_their_directories(tmp_path: Path)
         outs.append(str(job / f"out{i}"))
 
     def line(out: str) -> list[str]:
-        return box.command_prefix([out], out, False, Limits(60, 1000, 100, 100, 100))
+        return box.command_prefix([out], out, "deny", Limits(60, 1000, 100, 100, 100))
 
     with ThreadPoolExecutor(8) as pool:
         lines = list(pool.map(line, outs))
@@ -295,3 +384,21 @@ def test_command_lines_built_at_once_each_make_their_directories(tmp_path: Path)
     run = subprocess.run([*lines[-1], sys.executable, "-S", "-E", str(code / "launch.py")], capture_output=True,
                          text=True, timeout=60)
     assert run.stdout.strip() == "launched", run.stderr
+
+
+def test_cgroups_are_detected_and_the_rlimits_are_the_fallback(tmp_path: Path) -> None:
+    """Per-job cgroups need cgroup v2 with the memory, pids and cpu controllers delegated to the worker; the
+    check reads a cgroup tree (here a copy laid out as the kernel does) and says what is missing."""
+    from ogcflow.packages.sandbox import cgroups_unusable
+
+    with open("/proc/self/cgroup", encoding="ascii") as fh:
+        own = next((ln.split("::", 1)[1].strip() for ln in fh if ln.startswith("0::")), "/")
+    assert "no cgroup v2 hierarchy" in str(cgroups_unusable(str(tmp_path / "v1")))
+    root = tmp_path / "v2"
+    group = root / own.lstrip("/")
+    group.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids\n")
+    (group / "cgroup.controllers").write_text("cpu hugetlb\n")
+    assert "memory, pids controller(s) are not available" in str(cgroups_unusable(str(root)))
+    (group / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert cgroups_unusable(str(root)) is None

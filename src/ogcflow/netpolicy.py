@@ -22,7 +22,7 @@ import socket
 import socketserver
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -210,11 +210,18 @@ class PolicingProxy:
     """An HTTP proxy on loopback for one process's own HTTP clients (GDAL/libcurl: ``GDAL_HTTP_PROXY``):
     ``CONNECT host:port`` (https) and absolute-URI requests (http) are checked with the policy and connected
     to the checked address; anything refused is answered 403 with the reason, which :attr:`refused` keeps.
-    Each redirect a client follows is a new request through the proxy, so it is checked too."""
+    Each redirect a client follows is a new request through the proxy, so it is checked too.
 
-    def __init__(self, settings: Policy) -> None:
+    With ``listen=False`` it has no port of its own: :meth:`serve` answers connections accepted elsewhere
+    (the sandboxed tools' network, ``ogcflow.packages.toolnet``)."""
+
+    def __init__(self, settings: Policy, listen: bool = True) -> None:
         self.settings = settings
         self.refused: list[str] = []
+        self.url = ""
+        self._server: socketserver.ThreadingTCPServer | None = None
+        if not listen:
+            return
         proxy = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -227,12 +234,28 @@ class PolicingProxy:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ogcflow-proxy", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, name="ogcflow-proxy", daemon=True).start()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def serve(self, conn: socket.socket, on_end: Callable[[], None] | None = None) -> None:
+        """Answer one client connection, in a thread of its own; the connection is closed at the end, then
+        ``on_end`` is called."""
+
+        def run() -> None:
+            try:
+                with conn:
+                    self._handle(conn)
+            except OSError:
+                pass
+            finally:
+                if on_end is not None:
+                    on_end()
+
+        threading.Thread(target=run, name="ogcflow-proxy-conn", daemon=True).start()
 
     def _refuse(self, conn: socket.socket, reason: str) -> None:
         self.refused.append(reason)

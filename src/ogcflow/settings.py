@@ -271,9 +271,11 @@ class SandboxSettings(SettingsGroup):
     uid_base: int = Field(
         100000, description="Sandboxed commands run as uid/gid uid_base + (job process id mod 50000), a user "
                             "of their own per job process with no files on the host.")
-    network: Literal["deny", "host"] = Field(
-        "deny", description="What a tool that declares NetworkAccess gets: deny (no network, as every other "
-                            "tool) or host (the host's network; the network policy is NOT applied to it).")
+    network: Literal["policy", "deny", "host"] = Field(
+        "policy", description="What a tool that declares NetworkAccess gets: policy (HTTP and HTTPS through a "
+                              "proxy that applies the network policy, nothing else; docs/security.md), deny (no "
+                              "network, as every other tool) or host (the host's network; UNSAFE: the network "
+                              "policy is NOT applied to it).")
     max_cpu_seconds: int = Field(3600, description="CPU seconds per command (RLIMIT_CPU).")
     max_memory_mb: int = Field(
         4096, description="Memory per process of a command (RLIMIT_DATA), or the tool's ramMax if lower.")

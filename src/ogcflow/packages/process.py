@@ -120,10 +120,14 @@ class CWLProcess(Process):
         sandbox = self._sandbox(ctx.workdir) if runtime == "none" else None
         ctx.progress(5, "running the CWL package")
         ctx.log_path = ctx.workdir / "cwl" / "cwltool.log"
-        run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime,
-                          env=step_environment(self.hooks), on_step=lambda what, done: ctx.progress(
-                              None if done is None else 5 + int(90 * done), what),
-                          sandbox=sandbox)
+        try:
+            run = run_package(package, self.entry, order, ctx.workdir / "cwl", container_runtime=runtime,
+                              env=step_environment(self.hooks), on_step=lambda what, done: ctx.progress(
+                                  None if done is None else 5 + int(90 * done), what),
+                              sandbox=sandbox)
+        finally:
+            if sandbox is not None:
+                sandbox.close()
         outputs: dict[str, OutputValue] = {}
         for name in self.description.outputs:
             if name in run.outputs:
@@ -146,7 +150,8 @@ class CWLProcess(Process):
         for more in self.hooks.sandbox_paths:
             readable.update(more())
         roots = [os.path.realpath(r) for r in self.network.local_roots if os.path.isdir(r)]
-        return Sandbox(self.sandbox, workdir, readable=sorted(readable | set(roots)), input_roots=roots)
+        return Sandbox(self.sandbox, workdir, readable=sorted(readable | set(roots)), input_roots=roots,
+                       policy=self.network)
 
     def _output(self, name: str, value: CWLValue, ctx: JobContext) -> OutputValue:
         for handler in self.hooks.output_handlers:

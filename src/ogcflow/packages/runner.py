@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ogcflow.errors import ProcessError
-from ogcflow.packages.sandbox import HidePrefix, Sandbox, js_engine, make_tool
+from ogcflow.packages.sandbox import POLICY_REFUSED, HidePrefix, Sandbox, js_engine, make_tool
 
 log = logging.getLogger("ogcflow.cwl")
 
@@ -84,7 +84,7 @@ def _failure_summary(log_path: Path) -> str:
     if steps:
         return redact_paths("; ".join(dict.fromkeys(steps))[-1500:], log_path.parent)
     telling = [_STAMP.sub("", ln).strip() for ln in lines
-               if any(k in ln for k in ("exited with status", "error:", "Error:", "not found"))
+               if any(k in ln for k in ("exited with status", "error:", "Error:", "not found", POLICY_REFUSED))
                or (ln and not _STAMP.match(ln) and ln.split(":", 1)[0].endswith(("Error", "Exception")))]
     telling = [ln for ln in telling if not _PYTHON_TRACE.match(ln)]
     return redact_paths("; ".join(list(dict.fromkeys(telling))[:8])[-1500:], log_path.parent)

@@ -1,7 +1,7 @@
 """The sandbox of every command a CWL tool runs (bubblewrap), and of the JavaScript of its expressions.
 
 A deployed package is code the platform did not write: each of its commands runs in fresh PID, IPC, UTS,
-cgroup and (unless the tool declares ``NetworkAccess`` and the operator allows it) network namespaces, as a
+cgroup and (unless the operator shares the host's with ``NetworkAccess`` tools) network namespaces, as a
 user of its own (uid ``uid_base + job process id mod 50000``, no capabilities, ``no_new_privs``), with only
 the environment cwltool builds for it (HOME, TMPDIR, PATH, the package's EnvVarRequirement and the step
 variables of :func:`ogcflow.packages.process.step_environment`), and a filesystem made of: ``/usr`` (and the
@@ -11,7 +11,8 @@ temporary directories writable. Nothing else of the host exists there: not the d
 results storage, other jobs, the package files or the server's processes. Rlimits cap CPU time, memory,
 open files, processes and file size (the tool's ResourceRequirement/ToolTimeLimit, under the server-wide
 ceilings of :class:`ogcflow.settings.SandboxSettings`). When a command ends, every process it started
-ends with it (the PID namespace goes away).
+ends with it (the PID namespace goes away). A tool that declares ``NetworkAccess`` reaches HTTP(S) through
+the network policy only (:mod:`ogcflow.packages.toolnet`); any other has no network.
 
 After each command, what it left in its output directory is checked before cwltool reads it: a symbolic
 link that leads out of the job's directory, and anything that is not a file, a directory or a link, is
@@ -23,18 +24,24 @@ has no view of host paths.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ogcflow.errors import ProcessError
+from ogcflow.netpolicy import Policy
+from ogcflow.packages import toolnet
 from ogcflow.settings import SandboxSettings
 
 log = logging.getLogger("ogcflow.sandbox")
@@ -47,6 +54,14 @@ ETC_DIRS = ("ld.so.conf.d", "alternatives", "ssl", "ca-certificates", "gdal", "p
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 UID_SPAN = 50000
 MiB = 1024 * 1024
+#: the interpreter of the tools' proxy forwarder: the system's, which the sandbox sees under /usr
+SYSTEM_PYTHON = "/usr/bin/python3"
+Network = Literal["deny", "policy", "host"]
+#: how the job's log names what the network policy refused a tool (its failure message repeats those lines)
+POLICY_REFUSED = "the network policy refused"
+
+
+_told_cgroups: list[bool] = []
 
 
 class SandboxUnavailable(ProcessError):
@@ -55,6 +70,59 @@ class SandboxUnavailable(ProcessError):
 
 class SandboxRefused(ProcessError):
     """A command would need something the sandbox does not expose (a host path as input)."""
+
+
+def _etc_key() -> str:
+    """What the sandboxes' /etc is made of on this host: the files' sizes and times, the directories."""
+    parts = []
+    for name in ETC_FILES:
+        try:
+            st = os.stat(f"/etc/{name}")
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}:{stat.S_ISREG(st.st_mode)}")
+        except OSError:
+            parts.append(f"{name}:-")
+    parts += [f"{name}/" for name in ETC_DIRS if os.path.isdir(f"/etc/{name}")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _trusted_dir(path: str) -> bool:
+    """A directory of this user's that no one else may change (a name in the shared temporary directory
+    could have been made by anyone)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+@functools.lru_cache(maxsize=1)
+def shared_etc() -> str:
+    """The sandboxes' /etc, made once per host state and reused by every sandbox (not copied per job: a
+    dozen file copies per job process cost ~5 ms on a loaded machine): copies of the host's ETC_FILES,
+    the directories where ETC_DIRS are bound, and empty passwd and group where each sandbox's own are."""
+    final = os.path.join(tempfile.gettempdir(), f"ogcflow-sandbox-etc-{os.geteuid()}-{_etc_key()}")
+    if _trusted_dir(final):
+        return final
+    made = tempfile.mkdtemp(prefix="ogcflow-sandbox-etc-new-")
+    for name in ETC_FILES:
+        try:
+            shutil.copyfile(f"/etc/{name}", os.path.join(made, name))
+        except OSError:  # missing, or a directory on this host
+            continue
+    for name in ETC_DIRS:
+        if os.path.isdir(f"/etc/{name}"):
+            os.mkdir(os.path.join(made, name))
+    for name in ("passwd", "group"):
+        Path(made, name).touch()
+    os.chmod(made, 0o755)
+    try:
+        os.rename(made, final)
+    except OSError:  # made meanwhile by another process (kept if it is ours), or someone else's name
+        if _trusted_dir(final):
+            shutil.rmtree(made, ignore_errors=True)
+            return final
+        return made
+    return final
 
 
 def check_bwrap(settings: SandboxSettings) -> str:
@@ -66,6 +134,39 @@ def check_bwrap(settings: SandboxSettings) -> str:
             "bubblewrap (apt-get install bubblewrap), or set OGCFLOW_SANDBOX=false (unsafe: deployed tools then "
             "run with the server's user, environment and files)")
     return found
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+def cgroups_unusable(root: str = CGROUP_ROOT) -> str | None:
+    """Why jobs cannot have cgroups of their own here (None: they could): cgroup v2 mounted at ``root``, with
+    the memory, pids and cpu controllers in this process's cgroup and that cgroup writable (delegated).
+
+    Not used yet, even where usable (the limits of a command are its rlimits): this tells the operator, once
+    per worker process, which of the two a host offers (docs/security.md)."""
+    if not os.path.isfile(f"{root}/cgroup.controllers"):
+        return f"no cgroup v2 hierarchy at {root} (cgroup v1 or a hybrid mount)"
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as fh:
+            own = next((line.split("::", 1)[1].strip() for line in fh if line.startswith("0::")), None)
+    except OSError:
+        own = None
+    if own is None:
+        return "this process is in no cgroup v2 group"
+    path = os.path.join(root, own.lstrip("/"))
+    try:
+        with open(os.path.join(path, "cgroup.controllers"), encoding="ascii") as fh:
+            available = fh.read().split()
+    except OSError:
+        return f"the controllers of this process's cgroup ({own}) cannot be read"
+    missing = [c for c in CGROUP_CONTROLLERS if c not in available]
+    if missing:
+        return f"the {', '.join(missing)} controller(s) are not available in this process's cgroup ({own})"
+    if not os.access(path, os.W_OK):
+        return f"this process's cgroup ({own}) is not delegated to it (not writable)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -105,32 +206,32 @@ class Sandbox:
     #: host directories (bound read-only, among ``readable``) that File and Directory inputs may come from
     #: besides the job's own files: the operator's OGCFLOW_LOCAL_ROOTS
     input_roots: list[str] = field(default_factory=list)
+    #: the network policy of tools that declare NetworkAccess (OGCFLOW_SANDBOX_NETWORK=policy)
+    policy: Policy | None = None
     bwrap: str = ""
     uid: int = 0
     _etc: Path | None = None
+    _nets: list[toolnet.ToolNetwork] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bwrap = check_bwrap(self.settings)
+        if not _told_cgroups:
+            _told_cgroups.append(True)
+            why = cgroups_unusable()
+            log.info("the limits of sandboxed commands are rlimits (per process; no cgroup per job%s)",
+                     f": {why}" if why else ", although this host could give them one")
         self.uid = self.settings.uid_base + os.getpid() % UID_SPAN
         self.root = Path(os.path.realpath(self.root))
         os.chown(self.root, 0, self.uid)  # the sandbox user may enter the job's directory, no one else
         os.chmod(self.root, 0o750)
 
     def _etc_files(self) -> Path:
-        """The sandbox's /etc: copies of the host's ETC_FILES, a passwd and a group that name the sandbox
-        user (in the job's directory, removed with it)."""
+        """The sandbox's passwd and group, which name the sandbox user (in the job's directory, removed with
+        it); the rest of its /etc is :func:`shared_etc`."""
         if self._etc is None:
             etc = self.root / ".sandbox-etc"
             etc.mkdir(parents=True, exist_ok=True)
             etc.chmod(0o755)
-            for name in ETC_FILES:
-                try:
-                    shutil.copyfile(f"/etc/{name}", etc / name)
-                except OSError:  # missing, or a directory on this host
-                    continue
-            for name in ETC_DIRS:  # where the directories are bound
-                if os.path.isdir(f"/etc/{name}"):
-                    (etc / name).mkdir(exist_ok=True)
             uid = self.uid
             (etc / "passwd").write_text(f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
                                         f"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
@@ -138,6 +239,25 @@ class Sandbox:
             (etc / "group").write_text(f"root:x:0:\nnogroup:x:65534:\ntool:x:{uid}:\n", encoding="ascii")
             self._etc = etc
         return self._etc
+
+    def network_mode(self, declared: bool) -> Network:
+        """What a command gets: no network unless its tool declares NetworkAccess, then what the operator
+        chose (policed by default; without a policy to apply, none)."""
+        mode = self.settings.network if declared else "deny"
+        return "deny" if mode == "policy" and self.policy is None else mode
+
+    def tool_network(self) -> toolnet.ToolNetwork:
+        """The host side of one command's policed network (its own socket: what the policy refused is known
+        per command, also when cwltool runs several at once); closed with the command or the sandbox."""
+        assert self.policy is not None
+        net = toolnet.ToolNetwork(self.root / ".sandbox-net", self.policy, self.uid)
+        self._nets.append(net)
+        return net
+
+    def close(self) -> None:
+        for net in self._nets:
+            net.close()
+        self._nets.clear()
 
     def _base(self, network: bool, made: set[str]) -> list[str]:
         """The command line's start; ``made`` collects the directories it makes (one set per command line:
@@ -154,7 +274,9 @@ class Sandbox:
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
         args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp",
-                 "--ro-bind", str(self._etc_files()), "/etc"]
+                 "--ro-bind", shared_etc(), "/etc"]
+        own = self._etc_files()
+        args += ["--ro-bind", str(own / "passwd"), "/etc/passwd", "--ro-bind", str(own / "group"), "/etc/group"]
         for name in ETC_DIRS:
             if os.path.isdir(f"/etc/{name}"):
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
@@ -188,17 +310,28 @@ class Sandbox:
         return [*limits.prlimit(), "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
-    def command_prefix(self, writable: list[str], cwd: str, network: bool, limits: Limits) -> list[str]:
+    def command_prefix(self, writable: list[str], cwd: str, network: Network, limits: Limits,
+                       net: toolnet.ToolNetwork | None = None) -> list[str]:
         """The words before a tool's command line: the job's directory read-only, ``writable`` (made the
-        sandbox user's) read-write, ``cwd`` the working directory."""
+        sandbox user's) read-write, ``cwd`` the working directory; ``network`` as :meth:`network_mode`
+        says (policy: through ``net``, whose forwarder runs first; the tool needs :func:`toolnet.proxy_env`)."""
         made: set[str] = set()
-        args = self._base(network, made)
+        args = self._base(network == "host", made)
         args += [*self._parents(str(self.root), made), "--ro-bind", str(self.root), str(self.root)]
         for path in writable:
             _own(path, self.uid)
             args += ["--bind", path, path]
+        forward: list[str] = []
+        if network == "policy":
+            assert net is not None
+            python = _forwarder_python()
+            args += [*self._parents(toolnet.SOCKET, made), "--bind", str(net.path),
+                     toolnet.SOCKET, "--ro-bind", toolnet.FORWARDER_SOURCE, toolnet.FORWARDER]
+            if not _within(python, "/usr"):
+                args += ["--ro-bind", sys.base_prefix, sys.base_prefix]
+            forward = [python, "-I", "-S", toolnet.FORWARDER, str(toolnet.PORT), toolnet.SOCKET, "--"]
         args += ["--chdir", cwd]
-        return [*args, "--", *self._user(limits)]
+        return [*args, "--", *self._user(limits), *forward]
 
     def js_prefix(self) -> list[str]:
         """The words before ``node --eval``: nothing of the job, no network."""
@@ -256,12 +389,24 @@ class HidePrefix(logging.Filter):
     """Shows a sandboxed command in cwltool's log as the tool's command line alone (not bwrap's words)."""
 
     MARK = "--no-new-privs \\\n    -- \\\n    "
+    FORWARD = f"{toolnet.FORWARDER} \\\n    {toolnet.PORT} \\\n    {toolnet.SOCKET} \\\n    -- \\\n    "
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) > 2 and isinstance(args[2], str) and self.MARK in args[2]:
-            record.args = (*args[:2], "(sandboxed) " + args[2].split(self.MARK, 1)[1], *args[3:])
+            command = args[2].split(self.MARK, 1)[1]
+            sandboxed = "(sandboxed) "
+            if self.FORWARD in command:
+                command, sandboxed = command.split(self.FORWARD, 1)[1], "(sandboxed, network through the policy) "
+            record.args = (*args[:2], sandboxed + command, *args[3:])
         return True
+
+
+@functools.lru_cache(maxsize=1)
+def _forwarder_python() -> str:
+    """The system's python3 (under /usr, which every sandbox sees), else this interpreter (its prefix is
+    then bound read-only)."""
+    return SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else os.path.realpath(sys.executable)
 
 
 def _readable(path: str) -> None:
@@ -314,6 +459,9 @@ def _job_class() -> type:
     """cwltool's CommandLineJob whose commands run in the job's sandbox (when the run has one)."""
     from cwltool.errors import WorkflowException
     from cwltool.job import CommandLineJob
+    from cwltool.loghandler import _logger as cwl_log
+
+    log_error, log_warning = cwl_log.error, cwl_log.warning
 
     class SandboxedCommandLineJob(CommandLineJob):
         def _execute(self, runtime: list[str], env: MutableMapping[str, str], runtimeContext: Any,
@@ -330,18 +478,27 @@ def _job_class() -> type:
                         sandbox.check_input(ent.resolved, ent.target)
             except SandboxRefused as exc:
                 raise WorkflowException(str(exc)) from None
-            network = bool(self.networkaccess) and sandbox.settings.network == "host"
+            network = sandbox.network_mode(bool(self.networkaccess))
+            net = sandbox.tool_network() if network == "policy" else None
             prefix = sandbox.command_prefix([self.outdir, self.tmpdir], self.outdir, network,
-                                            _limits(self, sandbox))
+                                            _limits(self, sandbox), net)
+            if net is not None:
+                env.update(toolnet.proxy_env())
             collect = self.collect_outputs
 
             def collect_clean(outdir: str, rcode: int) -> Any:
+                for reason in net.refused if net is not None else []:
+                    # an ERROR line when the tool then fails: the job's failure message names it
+                    (log_error if rcode else log_warning)(f"[job {self.name}] {POLICY_REFUSED} {reason}")
                 sandbox.clean_outputs(outdir)
                 return collect(outdir, rcode)
 
             self.collect_outputs = collect_clean
-            return super()._execute(prefix + runtime, env, runtimeContext,
-                                    monitor_function)
+            try:
+                return super()._execute(prefix + runtime, env, runtimeContext, monitor_function)
+            finally:
+                if net is not None:
+                    net.close()
 
     return SandboxedCommandLineJob
 
