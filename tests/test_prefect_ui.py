@@ -1,6 +1,6 @@
 """Prefect as a Prefect user sees it (against a real Prefect server): a deployment per OGC process whose
 parameters are the process's inputs, runs made in Prefect (the Run button) that become OGC jobs, a Retry
-from the UI that is a new attempt of the same job, per-process and per-job retries and work queues, the
+from the UI that is a new attempt of the same job, runs of a schedule and of an automation as jobs, per-process and per-job retries and work queues, the
 workers in the pool, live logs, progress and results artifacts."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -101,6 +103,13 @@ def logs_of(run_id: str) -> list[str]:
     return [entry["message"] for entry in logs]
 
 
+def runs_of(deployment_id: str) -> list[dict[str, Any]]:
+    with prefect() as p:
+        resp = p.post("flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}})
+    assert resp.status_code == 200, resp.text
+    return list(resp.json())
+
+
 def artifacts_of(run_id: str) -> list[dict[str, Any]]:
     with prefect() as p:
         return list(p.post("artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}).json())
@@ -141,6 +150,71 @@ def test_a_run_of_the_deployment_made_in_prefect_is_an_ogc_job(uc: httpx.Client,
     failed = wait_job(uc, bad)
     assert failed["status"] == "failed" and "colour" in failed["message"], failed
     assert ended_run(bad)["state"]["type"] == "FAILED"
+
+
+def test_runs_of_a_schedule_are_ogc_jobs(uc: httpx.Client, pool: str) -> None:
+    """A schedule added to the process's deployment (as the UI's "Add schedule" does, with its own
+    parameters): its due run is a job that succeeds with them; its runs not yet due are left alone."""
+    dep = deployment(pool, "hello-world")
+    anchor = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    with prefect() as p:
+        resp = p.post(f"deployments/{dep['id']}/schedules", json=[{
+            "schedule": {"interval": 3600, "anchor_date": anchor}, "active": True,
+            "parameters": {"name": "on schedule"}}])
+        assert resp.status_code == 201, resp.text
+        [schedule] = resp.json()
+        try:
+            deadline = time.monotonic() + 60
+            while not (done := [r for r in runs_of(dep["id"]) if r["auto_scheduled"]
+                                and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")]):
+                assert time.monotonic() < deadline, "the schedule's first run did not end"
+                time.sleep(0.5)
+            [run] = done
+            final = wait_job(uc, run["id"])
+            assert final["status"] == "successful", final
+            assert final["processID"] == "hello-world"
+            assert uc.get(f"/jobs/{run['id']}/results").json()["greeting"]["value"] == "Hello on schedule!"
+            waiting = [r for r in runs_of(dep["id"]) if r["auto_scheduled"] and r["id"] != run["id"]]
+            assert waiting and all(r["state_type"] == "SCHEDULED" for r in waiting)  # an hour away: not taken
+            assert all(uc.get(f"/jobs/{r['id']}").status_code == 404 for r in waiting)
+        finally:
+            p.delete(f"deployments/{dep['id']}/schedules/{schedule['id']}")
+
+
+def test_a_run_started_by_an_automation_is_an_ogc_job(uc: httpx.Client, pool: str) -> None:
+    """An automation whose action runs the process's deployment (with parameters), triggered by an event: the
+    run it makes is a job of the process, which succeeds."""
+    dep = deployment(pool, "hello-world")
+    mark = "ogcflow.test." + uuid.uuid4().hex[:10]
+    with prefect() as p:
+        resp = p.post("automations/", json={
+            "name": f"run hello-world on {mark}",
+            "trigger": {"type": "event", "posture": "Reactive", "expect": ["ogcflow.test.ping"],
+                        "match": {"prefect.resource.id": mark}, "threshold": 1, "within": 0},
+            "actions": [{"type": "run-deployment", "source": "selected", "deployment_id": dep["id"],
+                         "parameters": {"name": "automation"}}]})
+        assert resp.status_code == 201, resp.text
+        automation = resp.json()["id"]
+        try:
+            deadline = time.monotonic() + 60
+            runs: list[dict[str, Any]] = []
+            while not runs:  # an automation made a moment ago may miss an event sent at once: send until it acts
+                resp = p.post("events", json=[{"occurred": datetime.now(UTC).isoformat(),
+                                               "event": "ogcflow.test.ping", "resource": {"prefect.resource.id": mark},
+                                               "id": str(uuid.uuid4())}])
+                assert resp.status_code == 204, resp.text
+                for _ in range(10):
+                    runs = [r for r in runs_of(dep["id"]) if (r.get("created_by") or {}).get("id") == automation]
+                    if runs:
+                        break
+                    time.sleep(0.5)
+                assert time.monotonic() < deadline, "the automation made no run"
+            final = wait_job(uc, runs[0]["id"])
+            assert final["status"] == "successful", final
+            assert uc.get(f"/jobs/{runs[0]['id']}/results").json()["greeting"]["value"] == "Hello automation!"
+            assert ended_run(runs[0]["id"])["state"]["type"] == "COMPLETED"
+        finally:
+            p.delete(f"automations/{automation}")
 
 
 def test_a_retry_from_the_ui_is_a_new_attempt_of_the_same_job(uc: httpx.Client) -> None:
