@@ -1,7 +1,7 @@
 """Prefect as a Prefect user sees it (against a real Prefect server): a deployment per OGC process whose
-parameters are the process's inputs, runs made in Prefect (the Run button) that become OGC jobs, a Retry
-from the UI that is a new attempt of the same job, runs of a schedule and of an automation as jobs, per-process and per-job retries and work queues, the
-workers in the pool, live logs, progress and results artifacts."""
+parameters are the process's inputs, runs made in Prefect (the Run button, a schedule, an automation) that
+become OGC jobs, a Retry from the UI that is a new attempt of the same job, per-process and per-job retries
+and work queues, the workers in the pool, live logs, progress and results artifacts."""
 
 from __future__ import annotations
 
