@@ -154,28 +154,33 @@ def test_a_run_of_the_deployment_made_in_prefect_is_an_ogc_job(uc: httpx.Client,
 
 def test_runs_of_a_schedule_are_ogc_jobs(uc: httpx.Client, pool: str) -> None:
     """A schedule added to the process's deployment (as the UI's "Add schedule" does, with its own
-    parameters): its due run is a job that succeeds with them; its runs not yet due are left alone."""
+    parameters): a run it makes is a job that succeeds with them; its runs not yet due are left alone."""
     dep = deployment(pool, "hello-world")
-    anchor = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    anchor = datetime.now(UTC).isoformat()  # a run every 15 s from now
     with prefect() as p:
         resp = p.post(f"deployments/{dep['id']}/schedules", json=[{
-            "schedule": {"interval": 3600, "anchor_date": anchor}, "active": True,
+            "schedule": {"interval": 15, "anchor_date": anchor}, "active": True,
             "parameters": {"name": "on schedule"}}])
         assert resp.status_code == 201, resp.text
         [schedule] = resp.json()
+        # Prefect's scheduler makes the runs of a deployment changed in the last seconds at once (every 5 s),
+        # of the others once a minute: touch it, as saving the deployment in the UI does
+        assert p.patch(f"deployments/{dep['id']}", json={"description": dep["description"]}).status_code == 204
         try:
             deadline = time.monotonic() + 60
             while not (done := [r for r in runs_of(dep["id"]) if r["auto_scheduled"]
                                 and r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")]):
                 assert time.monotonic() < deadline, "the schedule's first run did not end"
                 time.sleep(0.5)
-            [run] = done
+            run = done[0]
             final = wait_job(uc, run["id"])
             assert final["status"] == "successful", final
             assert final["processID"] == "hello-world"
             assert uc.get(f"/jobs/{run['id']}/results").json()["greeting"]["value"] == "Hello on schedule!"
-            waiting = [r for r in runs_of(dep["id"]) if r["auto_scheduled"] and r["id"] != run["id"]]
-            assert waiting and all(r["state_type"] == "SCHEDULED" for r in waiting)  # an hour away: not taken
+            soon = (datetime.now(UTC) + timedelta(seconds=2)).timestamp()
+            waiting = [r for r in runs_of(dep["id"]) if r["auto_scheduled"] and r["id"] != run["id"]
+                       and datetime.fromisoformat(r["expected_start_time"].replace("Z", "+00:00")).timestamp() > soon]
+            assert waiting and all(r["state_type"] == "SCHEDULED" for r in waiting)  # not due yet: not taken
             assert all(uc.get(f"/jobs/{r['id']}").status_code == 404 for r in waiting)
         finally:
             p.delete(f"deployments/{dep['id']}/schedules/{schedule['id']}")
