@@ -36,6 +36,13 @@ def _stretch(band: Any, valid: Any) -> Any:
 def render(raster: Path, size: int = SIZE) -> bytes | None:
     """The quicklook of ``raster`` as PNG bytes, or None when it is not a raster GDAL reads (an item without a
     quicklook, not a failed job)."""
+    from ogcflow.eo.items import raster_env
+
+    with raster_env():  # a local file: no AWS session (the job's environment has the results' S3 credentials)
+        return _render(raster, size)
+
+
+def _render(raster: Path, size: int) -> bytes | None:
     import numpy as np
     import rasterio
     from rasterio.enums import Resampling

@@ -80,7 +80,7 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     from pyproj.exceptions import CRSError
     from shapely.geometry import box, mapping
 
-    from ogcflow.eo.items import find_asset, gdal_options, open_href, read_item, refused_reads
+    from ogcflow.eo.items import find_asset, gdal_options, open_href, raster_env, read_item, refused_reads
 
     minx, miny, maxx, maxy = parse_aoi(aoi)
     item = read_item(item_ref, settings)
@@ -91,8 +91,8 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     except CRSError:
         raise StepError(f"'{epsg}' is not a coordinate reference system (e.g. EPSG:4326)") from None
     try:
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_HTTP_MAX_RETRY="3",
-                          GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
+        with raster_env(href, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_HTTP_MAX_RETRY="3",
+                        GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
             to_raster = Transformer.from_crs(source_crs, src.crs, always_xy=True)
             x1, y1 = to_raster.transform(minx, miny)
             x2, y2 = to_raster.transform(maxx, maxy)
@@ -110,7 +110,7 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
         raise StepError(f"the {band} asset of item {item.id} cannot be read: "
                         + (f"the network policy refused it: {why}" if why else str(exc))) from None
     out = Path(out_dir) / f"crop_{band}.tif"
-    with rasterio.open(out, "w", **profile) as dst:
+    with raster_env(), rasterio.open(out, "w", **profile) as dst:
         dst.write(data.astype("uint16", copy=False), 1)
     return out
 
@@ -120,7 +120,9 @@ def norm_diff(first: Path, second: Path, out_dir: Path) -> Path:
     import numpy as np
     import rasterio
 
-    with rasterio.open(first) as a, rasterio.open(second) as b:
+    from ogcflow.eo.items import raster_env
+
+    with raster_env(), rasterio.open(first) as a, rasterio.open(second) as b:
         if (a.width, a.height, a.transform) != (b.width, b.height, b.transform):
             raise StepError(f"{Path(first).name} and {Path(second).name} are not on the same grid")
         x = a.read(1, out_dtype="float32")
@@ -131,7 +133,7 @@ def norm_diff(first: Path, second: Path, out_dir: Path) -> Path:
         np.add(x, y, out=x)
         np.divide(ndwi, x, out=ndwi)
     out = Path(out_dir) / "norm_diff.tif"
-    with rasterio.open(out, "w", **profile) as dst:
+    with raster_env(), rasterio.open(out, "w", **profile) as dst:
         dst.write(ndwi, 1)
     return out
 
@@ -142,7 +144,9 @@ def otsu(raster: Path, out_dir: Path) -> Path:
     import rasterio
     from skimage.filters import threshold_otsu
 
-    with rasterio.open(raster) as src:
+    from ogcflow.eo.items import raster_env
+
+    with raster_env(), rasterio.open(raster) as src:
         values = src.read(1)
         profile = _profile(src.profile, COG, dtype="uint8")
     finite = values[np.isfinite(values)]
@@ -152,7 +156,7 @@ def otsu(raster: Path, out_dir: Path) -> Path:
     with np.errstate(invalid="ignore"):
         water = (values > threshold).astype("uint8")
     out = Path(out_dir) / "otsu.tif"
-    with rasterio.open(out, "w", **profile) as dst:
+    with raster_env(), rasterio.open(out, "w", **profile) as dst:
         dst.write(water, 1)
     return out
 
@@ -173,7 +177,7 @@ def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, setti
     import pystac
     from rio_stac import create_stac_item
 
-    from ogcflow.eo.items import read_item
+    from ogcflow.eo.items import raster_env, read_item
 
     if len(item_refs) != len(rasters):
         raise StepError(f"{len(item_refs)} items but {len(rasters)} water masks: they pair by position")
@@ -185,7 +189,7 @@ def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, setti
         where.mkdir(parents=True, exist_ok=True)
         target = where / Path(raster).name
         shutil.copyfile(raster, target)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), raster_env():
             warnings.simplefilter("ignore")  # rio-stac's notes about decimated statistics and the like
             result = create_stac_item(str(target), input_datetime=item.datetime, id=item.id, asset_name="data",
                                       asset_href=target.name, asset_roles=["data", "visual"], with_proj=True,
