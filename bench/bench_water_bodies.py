@@ -134,6 +134,8 @@ def main() -> None:
     finally:
         svc.stop()
         data.stop()
+    fc = fc.get("stac_catalog", fc)  # the results document: the output qualified (value, mediaType), or raw
+    fc = fc.get("value", fc)
     pixels = sum(f["properties"]["proj:shape"][0] * f["properties"]["proj:shape"][1] for f in fc["features"])
     mp = pixels / 1e6
     srv, dct = statistics.median(server_times), statistics.median(direct_times)

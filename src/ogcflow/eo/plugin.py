@@ -1,7 +1,7 @@
 """Earth observation as a plug-in of the CWL layer: what ``register`` adds to a server.
 
 - the STAC stage-out: a CWL output Directory holding a STAC catalog becomes a FeatureCollection whose assets
-  are in results storage;
+  are in results storage (what it uses loaded in each worker before it forks job processes);
 - the environment of CWL steps: the steps' configuration (network policy, local roots, signing) and the
   worker's step server;
 - the container images of the water-bodies steps mapped to ogcflow's own steps, run by a step server that
@@ -45,6 +45,21 @@ class StepServerPlugin:
             self.server = None
 
 
+class StageOutWarmUp:
+    """A worker plugin: what the STAC stage-out of a job uses (rasterio, GDAL's drivers, numpy) loaded once in
+    the worker, after the step server is forked and before any job process is."""
+
+    order = 20
+
+    def start(self) -> None:
+        from ogcflow.eo.quicklook import warm_up
+
+        warm_up()
+
+    def stop(self) -> None:
+        return None
+
+
 def register(ext: Extensions) -> None:
     settings = ext.settings
     eo = settings.group(EOSettings)
@@ -70,6 +85,7 @@ def register(ext: Extensions) -> None:
                 *([socket] if socket else [])]
 
     ext.cwl.output_handlers.append(stac_output)
+    ext.worker_plugins.append(StageOutWarmUp())
     ext.cwl.step_env.append(step_env)
     ext.cwl.sandbox_paths.append(sandbox_paths)
     if eo.cwl_step_images:

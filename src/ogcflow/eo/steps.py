@@ -7,7 +7,9 @@
 - stac: a self-contained STAC catalog, one item per input item with the mask as its ``data`` asset and a
   ``derived_from`` link to the input item.
 
-Every raster is a COG, LZW, 512 x 512 tiles.
+Every raster is a COG with 512 x 512 tiles. The mask (the result) is LZW-compressed with overviews, as the
+reference writes it; the intermediate rasters (the crops, the NDWI), which only the next step reads, are written
+uncompressed and without overviews (at full Landsat size, LZW and overviews cost 5x the rest of those steps).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from ogcflow.eo.errors import StepError
 if TYPE_CHECKING:
     from ogcflow.eo.config import StepConfig
 
-COG = {"driver": "COG", "compress": "lzw", "blocksize": 512}
+COG = {"driver": "COG", "compress": "lzw", "blocksize": 512}  # the result
+# what only the next step reads: no compression, no overviews (LZW and overviews cost 5x the rest of the step)
+INTERMEDIATE = {"driver": "COG", "compress": "none", "blocksize": 512, "overviews": "NONE"}
 
 
 def parse_aoi(aoi: str) -> tuple[float, float, float, float]:
@@ -37,10 +41,35 @@ def parse_aoi(aoi: str) -> tuple[float, float, float, float]:
     return values[0], values[1], values[2], values[3]
 
 
-def _profile(src_profile: dict[str, Any], **changes: Any) -> dict[str, Any]:
+def _profile(src_profile: dict[str, Any], layout: dict[str, Any], **changes: Any) -> dict[str, Any]:
     names = ("crs", "transform", "width", "height", "nodata")
     keep: dict[str, Any] = {k: src_profile[k] for k in names if k in src_profile}
-    return {**keep, "count": 1, **COG, **changes}
+    return {**keep, "count": 1, **layout, **changes}
+
+
+def _cut(src: Any, shape: Any) -> tuple[Any, Any]:
+    """Band 1 of ``src`` inside ``shape``, as rasterio's ``mask(src, [shape], crop=True)`` gives it (the window
+    the shape's bounds cover, rounded outwards and clipped to the raster; pixels whose centre is outside the
+    shape set to nodata, or 0), but read once: ``mask`` also reads the band's mask, which for a nodata-masked
+    band decodes every tile a second time. Bands with a mask of their own (alpha, mask band) go through ``mask``.
+    ValueError when the shape does not overlap the raster."""
+    from rasterio.enums import MaskFlags
+    from rasterio.errors import WindowError
+    from rasterio.features import geometry_mask, geometry_window
+    from rasterio.mask import mask
+
+    if not set(src.mask_flag_enums[0]) <= {MaskFlags.nodata, MaskFlags.all_valid}:
+        data, transform = mask(src, [shape], crop=True, indexes=1)
+        return data, transform
+    try:
+        window = geometry_window(src, [shape])
+    except WindowError:
+        raise ValueError("Input shapes do not overlap raster.") from None
+    transform = src.window_transform(window)
+    outside = geometry_mask([shape], transform=transform, out_shape=(int(window.height), int(window.width)))
+    data = src.read(1, window=window)
+    data[outside] = src.nodata if src.nodata is not None else 0
+    return data, transform
 
 
 def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings: StepConfig) -> Path:
@@ -49,10 +78,9 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     import rasterio
     from pyproj import CRS, Transformer
     from pyproj.exceptions import CRSError
-    from rasterio.mask import mask
     from shapely.geometry import box, mapping
 
-    from ogcflow.eo.items import find_asset, gdal_options, open_href, read_item, refused_reads
+    from ogcflow.eo.items import find_asset, gdal_options, open_href, raster_env, read_item, refused_reads
 
     minx, miny, maxx, maxy = parse_aoi(aoi)
     item = read_item(item_ref, settings)
@@ -63,27 +91,27 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     except CRSError:
         raise StepError(f"'{epsg}' is not a coordinate reference system (e.g. EPSG:4326)") from None
     try:
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_HTTP_MAX_RETRY="3",
-                          GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
+        with raster_env(href, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_HTTP_MAX_RETRY="3",
+                        GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
             to_raster = Transformer.from_crs(source_crs, src.crs, always_xy=True)
             x1, y1 = to_raster.transform(minx, miny)
             x2, y2 = to_raster.transform(maxx, maxy)
             shape = box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
             try:
-                data, transform = mask(src, [mapping(shape)], crop=True)
+                data, transform = _cut(src, mapping(shape))
             except ValueError as exc:
                 if "overlap" in str(exc):
                     raise StepError(f"the area of interest {aoi} does not overlap item {item.id}") from None
                 raise
-            profile = _profile(src.profile, dtype="uint16", height=data.shape[1], width=data.shape[2],
-                               transform=transform)
+            profile = _profile(src.profile, INTERMEDIATE, dtype="uint16", height=data.shape[0],
+                               width=data.shape[1], transform=transform)
     except rasterio.errors.RasterioIOError as exc:
         why = refused_reads(settings) if not href.startswith("/") else ""
         raise StepError(f"the {band} asset of item {item.id} cannot be read: "
                         + (f"the network policy refused it: {why}" if why else str(exc))) from None
     out = Path(out_dir) / f"crop_{band}.tif"
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(data[0].astype("uint16"), 1)
+    with raster_env(), rasterio.open(out, "w", **profile) as dst:
+        dst.write(data.astype("uint16", copy=False), 1)
     return out
 
 
@@ -92,17 +120,21 @@ def norm_diff(first: Path, second: Path, out_dir: Path) -> Path:
     import numpy as np
     import rasterio
 
-    with rasterio.open(first) as a, rasterio.open(second) as b:
+    from ogcflow.eo.items import raster_env
+
+    with raster_env(), rasterio.open(first) as a, rasterio.open(second) as b:
         if (a.width, a.height, a.transform) != (b.width, b.height, b.transform):
             raise StepError(f"{Path(first).name} and {Path(second).name} are not on the same grid")
-        x = a.read(1).astype("float32")
-        y = b.read(1).astype("float32")
-        profile = _profile(a.profile, dtype="float32")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ndwi = (x - y) / (x + y)
+        x = a.read(1, out_dtype="float32")
+        y = b.read(1, out_dtype="float32")
+        profile = _profile(a.profile, INTERMEDIATE, dtype="float32")
+    with np.errstate(divide="ignore", invalid="ignore"):  # (x - y) / (x + y) with one temporary array
+        ndwi = np.subtract(x, y)
+        np.add(x, y, out=x)
+        np.divide(ndwi, x, out=ndwi)
     out = Path(out_dir) / "norm_diff.tif"
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(ndwi.astype("float32"), 1)
+    with raster_env(), rasterio.open(out, "w", **profile) as dst:
+        dst.write(ndwi, 1)
     return out
 
 
@@ -112,9 +144,11 @@ def otsu(raster: Path, out_dir: Path) -> Path:
     import rasterio
     from skimage.filters import threshold_otsu
 
-    with rasterio.open(raster) as src:
+    from ogcflow.eo.items import raster_env
+
+    with raster_env(), rasterio.open(raster) as src:
         values = src.read(1)
-        profile = _profile(src.profile, dtype="uint8")
+        profile = _profile(src.profile, COG, dtype="uint8")
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise StepError("the area of interest holds no valid pixel of the scene (only no-data)")
@@ -122,7 +156,7 @@ def otsu(raster: Path, out_dir: Path) -> Path:
     with np.errstate(invalid="ignore"):
         water = (values > threshold).astype("uint8")
     out = Path(out_dir) / "otsu.tif"
-    with rasterio.open(out, "w", **profile) as dst:
+    with raster_env(), rasterio.open(out, "w", **profile) as dst:
         dst.write(water, 1)
     return out
 
@@ -143,7 +177,7 @@ def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, setti
     import pystac
     from rio_stac import create_stac_item
 
-    from ogcflow.eo.items import read_item
+    from ogcflow.eo.items import raster_env, read_item
 
     if len(item_refs) != len(rasters):
         raise StepError(f"{len(item_refs)} items but {len(rasters)} water masks: they pair by position")
@@ -155,7 +189,7 @@ def stac(item_refs: Sequence[str], rasters: Sequence[Path], out_dir: Path, setti
         where.mkdir(parents=True, exist_ok=True)
         target = where / Path(raster).name
         shutil.copyfile(raster, target)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), raster_env():
             warnings.simplefilter("ignore")  # rio-stac's notes about decimated statistics and the like
             result = create_stac_item(str(target), input_datetime=item.datetime, id=item.id, asset_name="data",
                                       asset_href=target.name, asset_roles=["data", "visual"], with_proj=True,

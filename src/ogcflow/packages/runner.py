@@ -349,6 +349,7 @@ def run_package(package: Path, entry: str, job_order: dict[str, Any], workdir: P
         "tmpdir_prefix": str(workdir / "tmp") + "/",
         "tmp_outdir_prefix": str(workdir / "stage") + "/",
         "move_outputs": "move",
+        "compute_checksum": False,  # a SHA-1 of every output file of every step (e.g. 35 MB of rasters), unused
         **container_options(container_runtime),
     })
     saved_js = sandboxjs.get_js_engine()
