@@ -369,7 +369,7 @@ def main() -> None:
         adv = p / o if lower else o / p
         print(f"{label:34} {o:10.3f} {p:13.3f} {adv:9.1f}x  {target}")
     print("\n(process pool: cancel -> Prefect state Cancelled; ogcflow: DELETE /jobs/{id} -> job process gone)")
-    print_figures({"ogcflow": {k: v for k, v in ours.items() if k not in dict(rows)}})
+    print_figures({"ogcflow": {k: v for k, v in ours.items() if k not in {row[0] for row in rows}}})
     print(f"load average: {os.getloadavg()}")
 
 

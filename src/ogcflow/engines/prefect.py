@@ -149,8 +149,8 @@ class PrefectEngine(StoreEngine):
         policy = policy_of(job, self.rt.settings.prefect)
         run_id = await self.api.create_run(job.id, spec, job.request.inputs, policy)
         job.run_ref = run_id
-        wake_workers(self.rt.settings.store.data_dir)  # first: the claim sets the same run_ref
         self.rt.store.jobs.set_run_ref(job.id, run_id)
+        wake_workers(self.rt.settings.store.data_dir)
 
     async def check(self) -> None:
         """Prefect's API answers its health check."""
