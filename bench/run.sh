@@ -4,6 +4,7 @@
 #   bench/run.sh part1 [options of bench/bench_part1.py]
 #   bench/run.sh prefect [options of bench/bench_prefect.py]
 #   bench/run.sh prefect_native [options of bench/bench_prefect_native.py]   (a Prefect process worker too)
+#   bench/run.sh prefect_calls [options of bench/bench_prefect_calls.py]   (CPU of each Prefect call)
 #   bench/run.sh cwl [options of bench/bench_cwl.py]
 #   bench/run.sh water_bodies [options of bench/bench_water_bodies.py]   (starts a private S3 server; with
 #                                                   --size full also PostgreSQL and Prefect)
@@ -16,7 +17,7 @@ scripts/setup.sh test
 scripts/debs.sh wrk postgresql redis-server
 which=${1:-part1}
 shift || true
-if [ "$which" = prefect ] || [ "$which" = prefect_native ] || { [ "$which" = water_bodies ] && [[ " $* " == *" full "* ]]; }; then
+if [ "$which" = prefect ] || [ "$which" = prefect_native ] || [ "$which" = prefect_calls ] || { [ "$which" = water_bodies ] && [[ " $* " == *" full "* ]]; }; then
   export OGCFLOW_PG_DIR=$(mktemp -d /tmp/ogcflow-pg.XXXXXX) OGCFLOW_PREFECT_DIR=$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)
   export OGCFLOW_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   export OGCFLOW_PREFECT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -92,6 +92,8 @@ LEFT_BEHIND_AFTER = 90.0
 #: how often a worker tells Prefect it is alive (it is offline after 3 intervals of silence)
 HEARTBEAT_EVERY = 10.0
 HEARTBEAT_INTERVAL = 30
+#: the API asks Prefect about an active job at most this often (and not before the job is this old)
+REFRESH_EVERY = 1.0
 
 _FINAL_OF = {StatusCode.successful: "COMPLETED", StatusCode.failed: "FAILED", StatusCode.dismissed: "CANCELLED"}
 
@@ -160,11 +162,14 @@ class PrefectEngine(StoreEngine):
 
     async def refresh(self, job: Job) -> Job:
         """Take over what only Prefect knows: a run cancelled, crashed or failed outside the job's code.
-        Asked at most once a second per job, however fast clients poll."""
+        Asked at most once a second per job, however fast clients poll, and not in the job's first second
+        (most short jobs end within it: a burst of them costs Prefect no reads)."""
         if not job.run_ref:
             return job
         now = time.monotonic()
-        if now - self._checked.get(job.id, 0.0) < 1.0:
+        if now - self._checked.get(job.id, 0.0) < REFRESH_EVERY:
+            return job
+        if (utcnow() - job.created).total_seconds() < REFRESH_EVERY:
             return job
         if len(self._checked) > 10000:
             self._checked.clear()
@@ -214,6 +219,7 @@ class PrefectRuns:
         self.not_before: dict[str, float] = {}  # run id -> not proposed again before (monotonic)
         self.unsent: list[tuple[str, str, str]] = []  # (run id, state, message) Prefect must still be told
         self.claimed: dict[str, dict[str, Any]] = {}  # job id -> its flow run as claimed (read by its process)
+        self.run_refs: dict[str, str] = {}  # job id -> flow run id, of the jobs claimed here that may run
         self.deployments: dict[str, tuple[str, str] | None] = {}  # deployment id -> (namespace, process id)
         self.synced: dict[tuple[str, str], str] = {}  # (namespace, process id) -> fingerprint in Prefect
         start = PrefectSync(self.target, backoff=self.backoff)
@@ -239,7 +245,7 @@ class PrefectRuns:
         existing = {(deployment_of(d) or ("", ""))[1]: d for d in api.deployments("namespace:default")}
         for process in processes:
             spec = deployment_spec(process.description, "default", self.rt.settings.prefect)
-            fingerprint = spec.fingerprint()
+            fingerprint = spec.fingerprint
             if self.synced.get(spec.key) == fingerprint:
                 continue
             try:
@@ -320,6 +326,7 @@ class PrefectRuns:
             raise
         if job is not None:
             self.claimed = {job.id: run}  # what the job's process (forked next) reads
+            self.run_refs[job.id] = run_id
         return job
 
     def _job_of(self, run: dict[str, Any]) -> Job | None:
@@ -367,13 +374,18 @@ class PrefectRuns:
         elif job.status is not StatusCode.accepted:
             self._quietly(run_id, "CANCELLED", f"the job is {job.status.value}")
             return None
-        elif not jobs.mark_running(job.id, worker=self.identity, run_ref=run_id):
+        elif jobs.mark_running(job.id, worker=self.identity, run_ref=run_id):
+            job = dataclasses.replace(job, status=StatusCode.running, started=utcnow(), worker=self.identity,
+                                      run_ref=run_id, message="running")  # as marked (not read back)
+        else:
             self._quietly(run_id, "CANCELLED", "the job was dismissed")
             return None
         policy = policy_of(job, self.rt.settings.prefect)
         if (run.get("empirical_policy") or {}).get("retries") is None and policy.retries:
             self.api.set_policy(run_id, policy)  # a run made in Prefect gets the process's retries
-        return jobs.for_engine(job.id)
+        if job.status is not StatusCode.running:  # run again: the record as rerun() left it
+            return jobs.for_engine(job.id)
+        return job
 
     def _adopt(self, run: dict[str, Any]) -> Job | None:
         """A new OGC job (its id: the run's) for a flow run made in Prefect of a process's deployment, its
@@ -441,11 +453,16 @@ class PrefectRuns:
             if now - self.last_cancel_check < 1.0:
                 return []
             self.last_cancel_check = now
+        if not fresh:  # every running job of this worker: what is not among them ended
+            self.run_refs = {job_id: self.run_refs[job_id] for job_id in job_ids if job_id in self.run_refs}
         refs: dict[str, str] = {}
         for job_id in job_ids:
-            job = self.rt.store.jobs.for_engine(job_id)
-            if job and job.run_ref:
-                refs[job.run_ref] = job.id
+            run_ref = self.run_refs.get(job_id)
+            if run_ref is None:
+                job = self.rt.store.jobs.for_engine(job_id)
+                run_ref = job.run_ref if job else None
+            if run_ref:
+                refs[run_ref] = job_id
         if not refs:
             return []
         try:
@@ -572,8 +589,8 @@ class _JobRun:
         ended = self.rt.store.jobs.for_engine(job.id)
         message = (ended.message if ended else None) or status.value
         ok = status is StatusCode.successful
-        if ok:
-            self.report.finish(True)  # the artifacts, before the run is Completed: all there when it is
+        if ok and ended is not None:
+            self.report.finish(ended)  # the artifacts, before the run is Completed: all there when it is
         self.end_run("COMPLETED" if ok else "FAILED", None if ok else message)
 
     # -- Running ---------------------------------------------------------------------------------

@@ -455,7 +455,7 @@ class PrefectAsync:
 
     async def deployment_id(self, spec: DeploymentSpec) -> str:
         """The id of the deployment of ``spec`` (made or updated once per API process and description)."""
-        key, fingerprint = spec.key, spec.fingerprint()
+        key, fingerprint = spec.key, spec.fingerprint
         known = self._deployments.get(key)
         if known is not None and known[1] == fingerprint:
             return known[0]

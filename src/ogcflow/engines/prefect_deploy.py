@@ -11,6 +11,7 @@ job's flow run is run (retries, retry delay, work queue).
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ class DeploymentSpec:
     def tags(self) -> list[str]:
         return [TAG, PROCESS_TAG + self.process_id, NAMESPACE_TAG + self.namespace]
 
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """What an existing deployment is compared on (a process replaced changes it)."""
+        """What an existing deployment is compared on (a process replaced changes it); made once per spec
+        (the API asks at every submission)."""
         return json.dumps([self.description, self.schema, self.work_queue, self.tags], sort_keys=True)
 
     def body(self, flow_id: str) -> dict[str, Any]:

@@ -209,16 +209,14 @@ class RunReport:
                 self.log_path, self.log_lines = None, 0
             self.tasks = {}
 
-    def finish(self, successful: bool) -> None:
-        """After the job's end: progress at 100 %, the results artifact (best effort)."""
+    def finish(self, job: Job) -> None:
+        """After the job's success (``job``: as recorded): progress at 100 %, the results artifact (best
+        effort)."""
         try:
-            if successful and self.progress_id is not None and self.percent_sent != 100.0:
+            if self.progress_id is not None and self.percent_sent != 100.0:
                 self.api.update_artifact(self.progress_id, 100.0)
-            if successful:
-                job = self.rt.store.jobs.for_engine(self.job.id)
-                if job is not None:
-                    self.api.create_artifact(self.run_id, "markdown", results_markdown(self.rt, job),
-                                             description=f"results of OGC job {job.id}")
+            self.api.create_artifact(self.run_id, "markdown", results_markdown(self.rt, job),
+                                     description=f"results of OGC job {job.id}")
         except ServiceUnavailable as exc:
             log.warning("flow run %s: no results artifact: %s", self.run_id, exc)
         except Exception:

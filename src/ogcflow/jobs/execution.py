@@ -168,8 +168,9 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
         return None
     if rt.store.jobs.finish(job.id, outcome.status, message=outcome.message + again, results=outcome.manifest,
                             error=outcome.failure, log=log_key, attempt=job.attempt):
-        job = rt.store.jobs.for_engine(job.id) or job
-        if outcome.status is not StatusCode.dismissed:  # a dismissal has no callback (as through the API)
+        # a dismissal has no callback (as through the API); the callback tells the job as recorded
+        if outcome.status is not StatusCode.dismissed and job.request.subscriber is not None:
+            job = rt.store.jobs.for_engine(job.id) or job
             _notify(rt, job, "successUri" if outcome.status is StatusCode.successful else "failedUri")
     elif not _superseded(rt, job):
         storage.delete_job(job.id)  # dismissed while running: keep nothing
