@@ -374,9 +374,8 @@ class PrefectRuns:
         elif job.status is not StatusCode.accepted:
             self._quietly(run_id, "CANCELLED", f"the job is {job.status.value}")
             return None
-        elif jobs.mark_running(job.id, worker=self.identity, run_ref=run_id):
-            job = dataclasses.replace(job, status=StatusCode.running, started=utcnow(), worker=self.identity,
-                                      run_ref=run_id, message="running")  # as marked (not read back)
+        elif (started := jobs.start(job, worker=self.identity, run_ref=run_id)) is not None:
+            job = started
         else:
             self._quietly(run_id, "CANCELLED", "the job was dismissed")
             return None

@@ -8,10 +8,11 @@ worker runs the jobs of every namespace.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
@@ -33,6 +34,8 @@ from ogcflow.store.db import aware, naive
 from ogcflow.store.schema import jobs
 
 _ACTIVE = [s.value for s in ACTIVE]
+#: the message of a job as it starts
+RUNNING_MESSAGE = "running"
 _TIMES = ("created", "updated", "started", "finished", "heartbeat")
 _JOB_COLUMNS = [c.name for c in jobs.columns]
 _LIST_COLUMNS = [jobs.c[name] for name in _JOB_COLUMNS if name not in ("request", "results", "error")]
@@ -106,7 +109,7 @@ class JobStore:
             with self.engine.begin() as conn:
                 if self._set(conn, job_id, [StatusCode.accepted.value], status=StatusCode.running.value,
                              started=now, worker=worker, heartbeat=now, progress=0,
-                             message="running"):
+                             message=RUNNING_MESSAGE):
                     row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
                     job = _job_of(row)
                     if job.attempt > 1:  # a re-run of a lost job says so
@@ -116,9 +119,20 @@ class JobStore:
         return None
 
     def mark_running(self, job_id: str, worker: str | None = None, run_ref: str | None = None) -> bool:
-        now = naive(utcnow())
-        values: dict[str, Any] = {"status": StatusCode.running.value, "started": now, "heartbeat": now,
-                                  "message": "running"}
+        return self._mark_running(job_id, utcnow(), worker, run_ref)
+
+    def start(self, job: Job, worker: str, run_ref: str) -> Job | None:
+        """:meth:`mark_running` of an accepted ``job``, which it returns as marked (not read back); None when
+        it is not accepted any more (dismissed meanwhile)."""
+        now = utcnow()
+        if not self._mark_running(job.id, now, worker, run_ref):
+            return None
+        return dataclasses.replace(job, status=StatusCode.running, started=now, heartbeat=now, worker=worker,
+                                   run_ref=run_ref, message=RUNNING_MESSAGE)
+
+    def _mark_running(self, job_id: str, now: datetime, worker: str | None, run_ref: str | None) -> bool:
+        values: dict[str, Any] = {"status": StatusCode.running.value, "started": naive(now),
+                                  "heartbeat": naive(now), "message": RUNNING_MESSAGE}
         if worker is not None:
             values["worker"] = worker
         if run_ref is not None:
