@@ -61,8 +61,6 @@ Network = Literal["deny", "policy", "host"]
 POLICY_REFUSED = "the network policy refused"
 
 
-_told_cgroups: list[bool] = []
-
 
 class SandboxUnavailable(ProcessError):
     """The sandbox is on but bubblewrap cannot run."""
@@ -169,6 +167,14 @@ def cgroups_unusable(root: str = CGROUP_ROOT) -> str | None:
     return None
 
 
+@functools.cache
+def _say_which_limits() -> None:
+    """Tell the operator, once per process, what limits sandboxed commands get here."""
+    why = cgroups_unusable()
+    log.info("the limits of sandboxed commands are rlimits (per process; no cgroup per job%s)",
+             f": {why}" if why else ", although this host could give them one")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Rlimits of one command."""
@@ -215,11 +221,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.bwrap = check_bwrap(self.settings)
-        if not _told_cgroups:
-            _told_cgroups.append(True)
-            why = cgroups_unusable()
-            log.info("the limits of sandboxed commands are rlimits (per process; no cgroup per job%s)",
-                     f": {why}" if why else ", although this host could give them one")
+        _say_which_limits()
         self.uid = self.settings.uid_base + os.getpid() % UID_SPAN
         self.root = Path(os.path.realpath(self.root))
         os.chown(self.root, 0, self.uid)  # the sandbox user may enter the job's directory, no one else
