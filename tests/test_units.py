@@ -107,6 +107,9 @@ SCALAR_SCHEMAS = [
     {"type": "number", "minimum": 0, "maximum": 10}, {"type": "number", "minimum": 0, "exclusiveMinimum": True},
     {"type": "number", "maximum": 1, "exclusiveMaximum": True}, {"type": "integer", "minimum": 1},
     {"type": "boolean"},
+    # annotations do not constrain: the quick check takes these too (hello-world's inputs are like this)
+    {"type": "string", "minLength": 1, "maxLength": 3, "example": "World", "examples": ["a"], "$comment": "x",
+     "deprecated": False, "readOnly": False, "writeOnly": False},
 ]
 VALUES = ["", "a", "abc", "abcd", 0, 1, 1.0, 0.5, 10, 11, -1, True, False, None, [], {}]
 
@@ -274,3 +277,45 @@ def test_the_prefect_member_of_an_execute_request_overrides_the_process() -> Non
     policy = run_policy(asked, ProcessRuns(retries=3, retry_delay_seconds=10, work_queue="cpu"))
     assert (policy.retries, policy.retry_delay_seconds, policy.work_queue) == (0, 10, "gpu")
     assert run_policy(None, None).retries == 0
+
+
+def test_a_job_id_is_a_random_version_4_uuid() -> None:
+    import uuid
+
+    from ogcflow.domain import new_job_id
+
+    ids = [new_job_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        u = uuid.UUID(text)
+        assert (u.version, u.variant, str(u)) == (4, uuid.RFC_4122, text)
+
+
+@pytest.mark.parametrize("depth, deep", [(64, False), (65, True)])
+@pytest.mark.parametrize("kind", ["object", "array"])
+def test_the_body_depth_limit_is_exact(depth: int, deep: bool, kind: str) -> None:
+    """The request body's nesting limit holds at its boundary, whether or not the walk is skipped for
+    bodies with few brackets (a body of exactly the limit's depth has as many brackets as the limit)."""
+    import asyncio
+
+    import orjson
+    from starlette.requests import Request
+
+    from ogcflow.api.routes.processes import MAX_DEPTH, read_json_body
+
+    assert depth in (MAX_DEPTH, MAX_DEPTH + 1)
+    value: object = "x"
+    for _ in range(depth):
+        value = {"a": value} if kind == "object" else [value]
+    body = orjson.dumps(value)
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
+                      receive)
+    if deep:
+        with pytest.raises(InvalidInput, match="nested more than 64"):
+            asyncio.run(read_json_body(request, 1 << 20))
+    else:
+        assert asyncio.run(read_json_body(request, 1 << 20)) == value

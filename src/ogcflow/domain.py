@@ -7,6 +7,7 @@ them. Nothing here does I/O.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,16 @@ ACTIVE = (StatusCode.accepted, StatusCode.running)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """A random (version 4) UUID as text: ``str(uuid.uuid4())`` without building a UUID object (a third of
+    the cost, on the path of every synchronous request)."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Role(StrEnum):

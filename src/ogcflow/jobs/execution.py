@@ -11,13 +11,12 @@ import logging
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ogcflow import models
-from ogcflow.domain import Failure, Job, JobRequest, Manifest, RunOptions, Subscriber, job_failed, utcnow
+from ogcflow.domain import Failure, Job, JobRequest, Manifest, RunOptions, Subscriber, job_failed, new_job_id, utcnow
 from ogcflow.errors import InputFetchError, InvalidParameter, ProcessCancelled, ProcessError, ServiceUnavailable
 from ogcflow.jobs.results import results_document, store_outputs
 from ogcflow.jobs.status import status_info
@@ -72,7 +71,7 @@ def new_job(process: models.Process, execute: models.Execute, *, mode: str, name
                                                        failed_uri=sub.failedUri),
         run=run_options(execute),
     )
-    return Job(id=job_id or str(uuid.uuid4()), process_id=process.id, status=StatusCode.accepted, created=now,
+    return Job(id=job_id or new_job_id(), process_id=process.id, status=StatusCode.accepted, created=now,
                updated=now, request=request, namespace=namespace, mode=mode, engine=engine,
                message="accepted", progress=0, owner=owner)
 

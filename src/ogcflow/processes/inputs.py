@@ -99,8 +99,10 @@ def is_bbox(schema: dict[str, Any]) -> bool:
         and "bbox" in schema.get("required", [])
 
 
+#: the keywords the quick check knows: those it checks, and annotations that constrain nothing
 _SCALAR_KEYS = frozenset({"type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                          "minLength", "maxLength", "default", "title", "description"})
+                          "minLength", "maxLength", "default", "title", "description", "example", "examples",
+                          "$comment", "deprecated", "readOnly", "writeOnly"})
 _PY_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "integer": (int,),
                                           "boolean": (bool,)}
 
