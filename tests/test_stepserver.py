@@ -100,3 +100,30 @@ def test_a_step_stops_when_its_launcher_is_killed(step_server: tuple[str, int], 
         assert not alive, "the step outlived its launcher"
     finally:
         slow.stop()
+
+
+def test_a_launcher_request_reads_back_as_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ogcflow.eo.launch import request
+    from ogcflow.eo.stepserver import parse_request
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OGCFLOW_TEST_VALUE", "a=b=c, é ✓")
+    monkeypatch.setenv("OGCFLOW_TEST_EMPTY", "")
+    argv = ["crop", "--aoi", "-121.4,39.8,-120.7,40.4", "", "with space", "naïve/ü.tif"]
+    data = request(argv)
+    assert int.from_bytes(data[:4], "big") == len(data) - 4
+    got = parse_request(data[4:])
+    assert got.argv == argv
+    assert got.cwd == str(tmp_path)
+    assert got.env == dict(os.environ)
+    assert got.env["OGCFLOW_TEST_VALUE"] == "a=b=c, é ✓" and got.env["OGCFLOW_TEST_EMPTY"] == ""
+
+
+@pytest.mark.parametrize("payload", [b"", b"{}", b'{"argv": ["otsu"], "cwd": "/", "env": {}}',
+                                     b"ogcflow-step/2\x00x\x00otsu", b"ogcflow-step/2\x009\x00otsu\x00/",
+                                     b"ogcflow-step/2\x001\x00otsu\x00/\x00NOEQUALS", b"other\x000\x00/"])
+def test_a_malformed_launcher_request_is_refused(payload: bytes) -> None:
+    from ogcflow.eo.stepserver import parse_request
+
+    with pytest.raises(ValueError):
+        parse_request(payload)

@@ -25,6 +25,7 @@ import struct
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,6 @@ def _warm_up() -> None:
     """Run the four steps once on a tiny local scene, and fail one HTTP request: what every step process would
     otherwise do first (register GDAL's drivers, open PROJ's database, import the HTTP stack and pystac's
     extensions, load the CA certificates: ~0.2 s a step) is done here, once."""
-    import json
 
     import httpx
     import numpy as np
@@ -108,6 +108,34 @@ def _warm_up() -> None:
         steps.stac([str(root / "item.json")], [mask], root / "catalog", cfg)
 
 
+@dataclass(frozen=True, slots=True)
+class StepRequest:
+    """What a launcher asks for: the step's arguments, working directory and environment."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+
+
+def parse_request(payload: bytes) -> StepRequest:
+    """A launcher's request (the format :mod:`ogcflow.eo.launch` writes); ValueError when it is not one."""
+    from ogcflow.eo.launch import MAGIC
+
+    fields = payload.split(b"\0")
+    if len(fields) < 3 or fields[0] != MAGIC or not fields[1].isdigit():
+        raise ValueError("not a step request")
+    n = int(fields[1])
+    if len(fields) < n + 3:
+        raise ValueError("a truncated step request")
+    env = {}
+    for entry in fields[n + 3:]:
+        name, eq, value = entry.partition(b"=")
+        if not eq or not name:
+            raise ValueError("a malformed environment variable")
+        env[os.fsdecode(name)] = os.fsdecode(value)
+    return StepRequest(argv=[os.fsdecode(a) for a in fields[2:n + 2]], cwd=os.fsdecode(fields[n + 2]), env=env)
+
+
 def _recv_exact(conn: socket.socket, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -139,7 +167,7 @@ def _enter_sandbox(conn: socket.socket) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def _run_step(conn: socket.socket, fds: list[int], request: dict[str, Any], config: str | None = None) -> None:
+def _run_step(conn: socket.socket, fds: list[int], request: StepRequest, config: str | None = None) -> None:
     """In the forked step process: become the launcher's step, run it, send the exit status. Never returns."""
     code = 1
     try:
@@ -149,9 +177,9 @@ def _run_step(conn: socket.socket, fds: list[int], request: dict[str, Any], conf
         for fd in fds:
             os.close(fd)
         _enter_sandbox(conn)
-        os.chdir(request["cwd"])
+        os.chdir(request.cwd)
         os.environ.clear()
-        os.environ.update(request["env"])
+        os.environ.update(request.env)
         if config is not None:
             from ogcflow.eo.config import ENV as CONFIG_ENV
 
@@ -171,7 +199,7 @@ def _run_step(conn: socket.socket, fds: list[int], request: dict[str, Any], conf
         from ogcflow.eo.__main__ import main
 
         try:
-            code = main(request["argv"])
+            code = main(request.argv)
         except SystemExit as exc:  # argparse's usage errors
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - reported like an uncaught error of a fresh process
@@ -232,7 +260,7 @@ def serve(path: str, parent: int, config: str | None = None) -> None:
             header, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
             if len(header) < 4 or len(fds) != 3:
                 raise ConnectionError("a malformed request")
-            request = json.loads(_recv_exact(conn, struct.unpack("!I", header)[0]))
+            request = parse_request(_recv_exact(conn, struct.unpack("!I", header)[0]))
         except (OSError, ValueError, ConnectionError):
             conn.close()
             continue
