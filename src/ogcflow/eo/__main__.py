@@ -12,12 +12,14 @@ standard error and exits with status 1.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from ogcflow.errors import ProcessError
 
 
+@functools.cache  # built once in the step server, before it forks the steps
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ogcflow.eo", description="water-bodies steps")
     steps = parser.add_subparsers(dest="step", required=True)

@@ -52,13 +52,14 @@ def _preload() -> None:
     import shapely.geometry  # noqa: F401
     from skimage.filters import threshold_otsu  # noqa: F401
 
-    import ogcflow.eo.__main__  # noqa: F401
+    import ogcflow.eo.__main__
     import ogcflow.eo.items  # noqa: F401
     import ogcflow.eo.signing  # noqa: F401
     import ogcflow.eo.steps  # noqa: F401
 
     try:
         _warm_up()
+        ogcflow.eo.__main__._parser()  # the steps' command line, parsed in every step
     except Exception:  # slower steps are all this costs
         log.warning("could not warm the EO steps up", exc_info=True)
 
