@@ -306,3 +306,42 @@ def test_the_proxy_checks_connect_tunnels(secret: Site) -> None:
     finally:
         strict.close()
         trusting.close()
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    got = b""
+    try:
+        while chunk := conn.recv(65536):
+            got += chunk
+    except ConnectionResetError:  # a cut may be a reset; a timeout is not a cut
+        pass
+    return got
+
+
+def test_a_download_budget_cuts_every_open_connection_and_refuses_later_ones(secret: Site) -> None:
+    """Two proxies on one budget (a job's commands): the tunnel that goes over it is cut, so is the other
+    one open at the time, and every later connection is refused with a 403 naming the cap."""
+    limit = 100_000
+    secret.routes["/big"] = (200, {"Content-Type": "application/octet-stream"}, b"b" * (2 * limit))
+    budget = netpolicy.DownloadBudget(limit)
+    policy = Settings(allowed_hosts=["127.0.0.1"]).network
+    first, second = (netpolicy.PolicingProxy(policy, budget=budget) for _ in range(2))
+    try:
+        answer, idle = _connect(first, f"127.0.0.1:{secret.port}")  # open, nothing asked yet
+        assert answer.startswith(b"HTTP/1.1 200")
+        answer, busy = _connect(second, f"127.0.0.1:{secret.port}")
+        assert answer.startswith(b"HTTP/1.1 200")
+        with idle, busy:
+            busy.sendall(b"GET /big HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            assert len(_read_all(busy)) <= limit  # cut before the chunk that would have gone over
+            assert _read_all(idle) == b""  # cut too
+        answer, conn = _connect(first, f"127.0.0.1:{secret.port}")
+        conn.close()
+        assert answer.startswith(b"HTTP/1.1 403") and f"more than {limit} bytes".encode() in answer
+        assert secret.hits == ["/big"]
+        assert budget.exhausted and budget.received > limit
+        reason = budget.reason(f"https://127.0.0.1:{secret.port}/")
+        assert first.refused == [reason, reason] and second.refused == [reason]  # the cut, then the 403
+    finally:
+        first.close()
+        second.close()

@@ -27,6 +27,8 @@ TOKEN = "sandbox-admin-token-" + uuid.uuid4().hex[:8]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CWL = {"Content-Type": "application/cwl+yaml", **AUTH}
 ASYNC = {"Prefer": "respond-async"}
+#: the bytes the NetworkAccess tools of one job may download through the network policy
+CAP = 256 * 1024
 
 
 def tool(name: str, script: str, inputs: str = "{}", requirements: str = "", check: bool = False) -> str:
@@ -53,7 +55,9 @@ def _server(tmp: Path, sandbox: bool) -> Server:
     env = {"OGCFLOW_ADMIN_TOKEN": TOKEN, "OGCFLOW_SANDBOX": "true" if sandbox else "false",
            "AWS_SECRET_ACCESS_KEY": "aws-secret-" + TOKEN,
            # the network policy of tools that declare NetworkAccess: loopback refused, but for 'localhost'
-           "OGCFLOW_ALLOW_PRIVATE_URLS": "false", "OGCFLOW_ALLOWED_HOSTS": '["localhost"]'}
+           "OGCFLOW_ALLOW_PRIVATE_URLS": "false", "OGCFLOW_ALLOWED_HOSTS": '["localhost"]',
+           # and what they may download, per job
+           "OGCFLOW_TOOL_DOWNLOAD_MAX_BYTES": str(CAP)}
     return Server(tmp, env=env, workers=2).start()
 
 
@@ -148,6 +152,8 @@ def site() -> Iterator[Site]:
     web.routes["/data"] = (200, {"Content-Type": "text/plain"}, b"allowed data")
     web.routes["/secret"] = (200, {"Content-Type": "text/plain"}, b"internal secret")
     web.routes["/evil"] = (302, {"Location": f"http://127.0.0.1:{web.port}/secret"}, b"")
+    web.routes["/part"] = (200, {"Content-Type": "application/octet-stream"}, b"p" * (CAP * 5 // 8))  # 2 > CAP
+    web.routes["/small"] = (200, {"Content-Type": "application/octet-stream"}, b"s" * (CAP // 4))
     yield web
     web.stop()
 
@@ -217,6 +223,71 @@ def test_a_tool_without_network_access_gets_no_proxy_and_no_network(sc: httpx.Cl
     out = run(sc, "net-none")
     assert out.split()[0] == "0" and "curl: (7)" in out and "No such file" in out, out
     assert site.hits == []
+
+
+CAPPED = f"downloaded more than {CAP} bytes through the network policy"
+
+
+def test_a_job_under_its_download_cap_gets_everything(sc: httpx.Client, site: Site) -> None:
+    base = f"http://localhost:{site.port}"
+    size = "curl -sSf -o /dev/null -w '%{size_download}\\n'"
+    deploy(sc, tool("net-under-cap", f"{size} {base}/small; {size} --proxytunnel {base}/small; "
+                                     f"{size} {base}/small", requirements=NET, check=True))
+    assert run(sc, "net-under-cap").split() == [str(CAP // 4)] * 3  # 3/4 of the cap, http and CONNECT
+    assert site.hits == ["/small"] * 3
+
+
+@pytest.mark.parametrize("how", ["http", "connect"])
+def test_a_job_that_downloads_more_than_its_cap_fails_saying_why(sc: httpx.Client, site: Site, how: str) -> None:
+    # each download is under the cap, the two together are not: the second is cut
+    curl = "curl -sSf -o /dev/null" + (" --proxytunnel" if how == "connect" else "")
+    deploy(sc, tool(f"net-over-cap-{how}", f"{curl} http://localhost:{site.port}/part && "
+                                           f"{curl} http://localhost:{site.port}/part", requirements=NET, check=True))
+    message = fails(sc, f"net-over-cap-{how}")
+    assert "the network policy refused" in message and CAPPED in message, message
+    assert "OGCFLOW_TOOL_DOWNLOAD_MAX_BYTES" in message, message
+    assert site.hits == ["/part"] * 2
+
+
+def test_the_download_cap_is_the_jobs_all_its_steps_together(sc: httpx.Client, site: Site) -> None:
+    fetch = json.dumps(f"curl -sSf -o /dev/null http://localhost:{site.port}/part && echo fetched")
+    deploy(sc, f"""cwlVersion: v1.2
+$graph:
+- class: Workflow
+  id: net-two-steps
+  inputs: {{}}
+  outputs: {{a: {{type: string, outputSource: first/out}}, b: {{type: string, outputSource: second/out}}}}
+  steps:
+    first: {{run: "#fetch", in: {{}}, out: [out]}}
+    second: {{run: "#fetch", in: {{}}, out: [out]}}
+- class: CommandLineTool
+  id: fetch
+  requirements: {{NetworkAccess: {{networkAccess: true}}, InlineJavascriptRequirement: {{}}}}
+  baseCommand: [sh, -c]
+  arguments: [{fetch}]
+  stdout: out.txt
+  inputs: {{}}
+  outputs: {{out: {{type: string, outputBinding: {{glob: out.txt, loadContents: true,
+                                                outputEval: "$(self[0].contents)"}}}}}}
+""")
+    message = fails(sc, "net-two-steps")  # each step's download is under the cap, the job's two are not
+    assert CAPPED in message, message
+    assert site.hits == ["/part"] * 2
+
+
+def test_connections_after_the_download_cap_are_refused(sc: httpx.Client, site: Site) -> None:
+    base = f"http://localhost:{site.port}"
+    size = "curl -sS -o /dev/null -w '%{size_download}\\n'"
+    deploy(sc, tool("net-after-cap", f"{size} {base}/part; {size} --proxytunnel {base}/part; echo; "
+                                     f"curl -sS {base}/data; echo; curl -sS --proxytunnel {base}/data",
+                    requirements=NET))
+    out = run(sc, "net-after-cap")  # the tool itself succeeds (it ignores its curls' failures)
+    sizes = [int(line) for line in out.splitlines() if line.isdigit()]
+    # the first whole, the second cut: no byte over the cap reached the tool
+    assert len(sizes) == 2 and sizes[0] == CAP * 5 // 8 and sizes[1] < CAP * 3 // 8, out
+    assert "allowed data" not in out and out.count(CAPPED) == 1, out  # a 403 naming the cap (the body)
+    assert "403" in out, out  # curl's own word for the refused CONNECT
+    assert site.hits == ["/part"] * 2  # nothing was asked of the site once the cap was reached
 
 
 def test_a_directory_input_of_a_host_path_is_refused(sc: httpx.Client) -> None:

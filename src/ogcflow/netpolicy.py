@@ -206,6 +206,54 @@ def local_path(ref: str, roots: Sequence[Path | str], setting: str) -> Path:
 
 # -- a policing proxy for clients that do their own HTTP --------------------------------------------------
 
+class DownloadBudget:
+    """The bytes one job's tools may receive through their policing proxies, every connection together
+    (CONNECT tunnels included): counted per chunk relayed from upstream to a tool. The chunk that would go
+    over ``limit`` is not relayed: every connection open on the budget is then cut (and its proxy records
+    why), and every later one is refused."""
+
+    setting = "OGCFLOW_TOOL_DOWNLOAD_MAX_BYTES"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.received = 0
+        self.exhausted = False
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, tuple[PolicingProxy, str]] = {}
+
+    def reason(self, url: str) -> str:
+        return (f"{url}: the job's tools downloaded more than {self.limit} bytes through the network policy "
+                f"(the limit of {self.setting})")
+
+    def enter(self, conn: socket.socket, proxy: PolicingProxy, url: str) -> bool:
+        """Count ``conn`` (a tool's connection, relaying ``url``) among those to cut; False once exhausted."""
+        with self._lock:
+            if self.exhausted:
+                return False
+            self._open[conn] = (proxy, url)
+            return True
+
+    def leave(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(conn, None)
+
+    def take(self, size: int) -> bool:
+        """Whether ``size`` more bytes may be relayed to a tool; if not, every open connection is cut."""
+        with self._lock:
+            self.received += size
+            if self.received <= self.limit or self.exhausted:
+                return not self.exhausted
+            self.exhausted = True
+            cut, self._open = self._open, {}
+        for conn, (proxy, url) in cut.items():
+            proxy.refused.append(self.reason(url))
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # its relay ends: the tool's side is closed
+            except OSError:
+                pass
+        return False
+
+
 class PolicingProxy:
     """An HTTP proxy on loopback for one process's own HTTP clients (GDAL/libcurl: ``GDAL_HTTP_PROXY``):
     ``CONNECT host:port`` (https) and absolute-URI requests (http) are checked with the policy and connected
@@ -213,10 +261,12 @@ class PolicingProxy:
     Each redirect a client follows is a new request through the proxy, so it is checked too.
 
     With ``listen=False`` it has no port of its own: :meth:`serve` answers connections accepted elsewhere
-    (the sandboxed tools' network, ``ogcflow.packages.toolnet``)."""
+    (the sandboxed tools' network, ``ogcflow.packages.toolnet``). With a ``budget``, what it relays back
+    to its clients is counted against it (:class:`DownloadBudget`)."""
 
-    def __init__(self, settings: Policy, listen: bool = True) -> None:
+    def __init__(self, settings: Policy, listen: bool = True, budget: DownloadBudget | None = None) -> None:
         self.settings = settings
+        self.budget = budget
         self.refused: list[str] = []
         self.url = ""
         self._server: socketserver.ThreadingTCPServer | None = None
@@ -288,6 +338,18 @@ class PolicingProxy:
         except URLRefused as exc:
             self._refuse(conn, str(exc))
             return
+        budget = self.budget
+        if budget is not None and not budget.enter(conn, self, url):
+            self._refuse(conn, budget.reason(url))
+            return
+        try:
+            self._relay(conn, method, url, target, version, header_lines, rest)
+        finally:
+            if budget is not None:
+                budget.leave(conn)
+
+    def _relay(self, conn: socket.socket, method: str, url: str, target: Target, version: str,
+               header_lines: list[str], rest: bytes) -> None:
         try:
             upstream = socket.create_connection((target.address, target.port), timeout=self.settings.fetch_timeout)
         except OSError:
@@ -307,15 +369,17 @@ class PolicingProxy:
                 upstream.sendall(f"{method} {path} {version}\r\n".encode("latin-1")
                                  + "".join(f"{h}\r\n" for h in kept).encode("latin-1")
                                  + b"Connection: close\r\n\r\n" + rest)
-            _pipe(conn, upstream)
+            _pipe(conn, upstream, self.budget)
 
 
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways until either side closes."""
+def _pipe(a: socket.socket, b: socket.socket, budget: DownloadBudget | None = None) -> None:
+    """Copy bytes both ways until either side closes (or what ``b`` sends ``a`` exhausts ``budget``)."""
 
-    def copy(src: socket.socket, dst: socket.socket) -> None:
+    def copy(src: socket.socket, dst: socket.socket, budget: DownloadBudget | None = None) -> None:
         try:
             while chunk := src.recv(65536):
+                if budget is not None and not budget.take(len(chunk)):
+                    break
                 dst.sendall(chunk)
         except OSError:
             pass
@@ -326,7 +390,7 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
                 except OSError:
                     pass
 
-    back = threading.Thread(target=copy, args=(b, a), daemon=True)
+    back = threading.Thread(target=copy, args=(b, a, budget), daemon=True)
     back.start()
     copy(a, b)
     back.join()

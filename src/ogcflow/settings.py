@@ -178,6 +178,11 @@ class NetworkSettings(SettingsGroup):
     local_roots: list[Path] = Field(
         default_factory=list, description="Directories under which File and Directory inputs given as local "
                                           "paths or file:// URLs may be read (none: such inputs are refused).")
+    tool_download_max_bytes: int = Field(
+        10 * 1024**3, gt=0,
+        description="Bytes the NetworkAccess tools of one job may receive through the network policy, all "
+                    "their commands and connections together (CONNECT tunnels included); at the limit their "
+                    "connections are cut and later ones refused, and the job's log says why.")
 
 
 class EngineSettings(SettingsGroup):

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ogcflow.errors import ProcessError
-from ogcflow.netpolicy import Policy
+from ogcflow.netpolicy import DownloadBudget, Policy
 from ogcflow.packages import toolnet
 from ogcflow.settings import SandboxSettings
 
@@ -214,10 +214,14 @@ class Sandbox:
     input_roots: list[str] = field(default_factory=list)
     #: the network policy of tools that declare NetworkAccess (OGCFLOW_SANDBOX_NETWORK=policy)
     policy: Policy | None = None
+    #: the bytes the job's tools may receive through the policy, every command and connection together
+    #: (OGCFLOW_TOOL_DOWNLOAD_MAX_BYTES; None: no limit)
+    download_max_bytes: int | None = None
     bwrap: str = ""
     uid: int = 0
     _etc: Path | None = None
     _nets: list[toolnet.ToolNetwork] = field(default_factory=list)
+    _budget: DownloadBudget | None = None
 
     def __post_init__(self) -> None:
         self.bwrap = check_bwrap(self.settings)
@@ -250,9 +254,12 @@ class Sandbox:
 
     def tool_network(self) -> toolnet.ToolNetwork:
         """The host side of one command's policed network (its own socket: what the policy refused is known
-        per command, also when cwltool runs several at once); closed with the command or the sandbox."""
+        per command, also when cwltool runs several at once; what they download counts against the job's one
+        budget); closed with the command or the sandbox."""
         assert self.policy is not None
-        net = toolnet.ToolNetwork(self.root / ".sandbox-net", self.policy, self.uid)
+        if self._budget is None and self.download_max_bytes is not None:
+            self._budget = DownloadBudget(self.download_max_bytes)
+        net = toolnet.ToolNetwork(self.root / ".sandbox-net", self.policy, self.uid, self._budget)
         self._nets.append(net)
         return net
 

@@ -9,7 +9,9 @@ process, where :class:`ogcflow.netpolicy.PolicingProxy` answers it with the serv
 ``CONNECT host:port`` (https) is checked by host and resolved address and connected to the checked
 address; an absolute-URI request (http) likewise, its redirects passed back to the tool, whose next hop
 comes through the proxy again and is checked again. A refusal is a 403 to the tool, with the reason, which
-the job's log (and its failure message, if the tool fails) repeats.
+the job's log (and its failure message, if the tool fails) repeats. What the tools of one job receive
+through their proxies, all their commands and connections together, is capped by the job's
+:class:`ogcflow.netpolicy.DownloadBudget` (``OGCFLOW_TOOL_DOWNLOAD_MAX_BYTES``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ogcflow.netpolicy import PolicingProxy, Policy
+from ogcflow.netpolicy import DownloadBudget, PolicingProxy, Policy
 
 #: where the tool's proxy listens in its own network namespace, and where the pieces are in the sandbox
 PORT = 3128
@@ -41,10 +43,11 @@ def proxy_env() -> dict[str, str]:
 
 class ToolNetwork:
     """The host side of a job's policed tool network: a UNIX socket in the job's directory (only the
-    sandbox user may connect) that takes the tools' connections and serves them with the policy."""
+    sandbox user may connect) that takes the tools' connections and serves them with the policy, what
+    they receive counted against ``budget`` (the job's)."""
 
-    def __init__(self, directory: Path, policy: Policy, uid: int) -> None:
-        self.proxy = PolicingProxy(policy, listen=False)
+    def __init__(self, directory: Path, policy: Policy, uid: int, budget: DownloadBudget | None = None) -> None:
+        self.proxy = PolicingProxy(policy, listen=False, budget=budget)
         directory.mkdir(mode=0o700, exist_ok=True)  # bwrap binds the socket as root: no one else needs in
         self._dir = Path(tempfile.mkdtemp(dir=directory if len(str(directory)) < 80 else None,
                                           prefix="ogcflow-net-"))
