@@ -80,10 +80,11 @@ def in_process(items: list[str], aoi: str, cfg: StepConfig) -> float:
     return time.perf_counter() - started
 
 
-def through_server(client: httpx.Client, items: list[str], aoi: str) -> tuple[float, dict]:
+def through_server(client: httpx.Client, items: list[str], aoi: str, process: str = "water-bodies"
+                   ) -> tuple[float, dict]:
     body = {"inputs": {"aoi": aoi, "epsg": "EPSG:4326", "bands": ["green", "nir08"], "stac_items": items}}
     started = time.perf_counter()
-    resp = client.post("/processes/water-bodies/execution", json=body,
+    resp = client.post(f"/processes/{process}/execution", json=body,
                        headers={"Prefer": "respond-async;return=representation"})
     assert resp.status_code == 201, resp.text
     url = resp.headers["Location"]

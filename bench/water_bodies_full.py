@@ -206,6 +206,33 @@ def floor(items: list[str], aoi: str, cfg: StepConfig) -> float:
     return time.perf_counter() - started
 
 
+#: what each tool of the no-op package does instead of its step (the same outputs, no work)
+_NOOP_COMMANDS = {
+    "crop": ": > crop.tif", "norm_diff": ": > norm_diff.tif", "otsu": ": > otsu.tif",
+    "stac": "printf '%s' '{\"type\": \"Catalog\", \"id\": \"noop\", \"stac_version\": \"1.0.0\", "
+            "\"description\": \"no items\", \"links\": []}' > catalog.json",
+}
+
+
+def noop_package() -> str:
+    """The shipped water-bodies package with tools that do nothing (each writes an empty output, the STAC step
+    an empty catalog, all in their sandboxes): what the job's path costs (API, engine, cwltool's scheduling of
+    the same 9 tools in the same scatter, a sandbox and a process per tool, the stage-out) without the work."""
+    import re
+
+    from ogcflow.eo.packages import __file__ as packages
+
+    text = (Path(packages).parent / "water-bodies.cwl").read_text(encoding="utf-8")
+    text = text.replace("    id: water-bodies\n", "    id: water-bodies-noop\n", 1)
+    text = re.sub(r"    hints:\n      DockerRequirement:\n        dockerPull: [^\n]+\n", "", text)
+    for tool, command in _NOOP_COMMANDS.items():
+        text = re.sub(rf"(  - class: CommandLineTool\n    id: {tool}\n(?:.*\n)*?)    baseCommand: [^\n]+\n",
+                      lambda m, c=command: m.group(1) + f"    baseCommand: [sh, -c, {json.dumps(c)}]\n", text, count=1)
+    if text.count("baseCommand: [sh, -c,") != len(_NOOP_COMMANDS):
+        raise SystemExit("the shipped package changed shape: update bench/water_bodies_full.noop_package")
+    return text
+
+
 def _s3_bytes(results_url: str, job_id: str) -> int:
     import s3fs
 
@@ -215,13 +242,13 @@ def _s3_bytes(results_url: str, job_id: str) -> int:
 
 
 def _server_run(svc: Service, client: httpx.Client, items: list[str], aoi: str, data: DataServer,
-                results_url: str, fig: Figures) -> dict[str, Any]:
+                results_url: str, fig: Figures, process: str = "water-bodies") -> dict[str, Any]:
     from bench.bench_water_bodies import through_server
 
     before = _tree(svc.proc.pid)
     cpu0, read0 = _cpu(before), data.traffic.bytes
     with Sampler(svc.proc.pid) as sampler:
-        took, results = through_server(client, items, aoi)
+        took, results = through_server(client, items, aoi, process)
     time.sleep(0.2)  # job processes reaped, their CPU in their parents' children times
     fig.wall.append(took)
     fig.cpu.append(_cpu(_tree(svc.proc.pid)) - cpu0)
@@ -251,7 +278,7 @@ def main(runs: int, skip_prefect: bool) -> None:
     aoi = index["aoi"]
     cfg = StepConfig(data_dir=work, allow_private_urls=True)
     tiles = aoi_tile_bytes(items, aoi)
-    figs = {k: Figures() for k in ("floor", "a", "b", "c", "d")}
+    figs = {k: Figures() for k in ("floor", "a", "b", "c", "d", "e")}
 
     # the floor and (a) run without the S3 credentials, as the job's steps do (rasterio would make an AWS
     # session, ~10 ms of CPU, for every Env when they are in the environment)
@@ -287,8 +314,9 @@ def main(runs: int, skip_prefect: bool) -> None:
     servers: list[tuple[str, Service, str]] = []
     try:
         results_url = f"s3://bench-{uuid.uuid4().hex[:8]}"
+        admin = uuid.uuid4().hex  # to deploy the no-op package (jobs run anonymously, as for the others)
         local = start_ogcflow(work / "local", api_workers=1, workers=2, env={
-            "OGCFLOW_RESULTS_URL": results_url, "OGCFLOW_ALLOW_PRIVATE_URLS": "true"})
+            "OGCFLOW_RESULTS_URL": results_url, "OGCFLOW_ALLOW_PRIVATE_URLS": "true", "OGCFLOW_ADMIN_TOKEN": admin})
         servers.append(("c", local, results_url))
         if not skip_prefect and os.environ.get("PREFECT_API_URL") and os.environ.get("OGCFLOW_TEST_POSTGRES_URL"):
             from bench.bench_prefect import new_db
@@ -301,8 +329,14 @@ def main(runs: int, skip_prefect: bool) -> None:
         clients = {key: httpx.Client(base_url=svc.url, timeout=600) for key, svc, _ in servers}
         from bench.bench_water_bodies import through_server
 
+        deployed = clients["c"].post("/processes", content=noop_package(),
+                                     headers={"Content-Type": "application/cwl+yaml",
+                                              "Authorization": f"Bearer {admin}"})
+        if deployed.status_code != 201:
+            raise SystemExit(f"could not deploy the no-op package: {deployed.status_code} {deployed.text[:300]}")
         for key, _svc, _url in servers:  # warm-up: buckets, caches, the first job of each worker
             through_server(clients[key], items, aoi)
+        through_server(clients["c"], items, aoi, "water-bodies-noop")
         in_child("a", None)
         in_child("floor", None)
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -311,6 +345,8 @@ def main(runs: int, skip_prefect: bool) -> None:
         for key, svc, url in servers:
             steps.append((key, lambda key=key, svc=svc, url=url: _server_run(  # type: ignore[misc]
                 svc, clients[key], items, aoi, data, url, figs[key])))
+        steps.append(("e", lambda: _server_run(local, clients["c"], items, aoi, data, results_url, figs["e"],
+                                               "water-bodies-noop")))
         for n in range(runs):  # interleaved, so that all see the same machine
             for _key, step in steps:
                 step()
@@ -326,7 +362,7 @@ def main(runs: int, skip_prefect: bool) -> None:
 def report(figs: dict[str, Figures], tiles: int, runs: int) -> None:
     labels = {"floor": "floor: AOI tiles read, NDWI, Otsu, masks written", "a": "(a) steps as functions, warm",
               "b": "(b) step commands run directly", "c": "(c) API, local engine, S3",
-              "d": "(d) API, Prefect engine, S3"}
+              "d": "(d) API, Prefect engine, S3", "e": "(e) as (c), tools that do nothing"}
     a = figs["a"]
     print(f"\nwater-bodies, 2 full-size items (7741 x 7841), the notebook's AOI; medians of {runs} runs")
     print(f"compressed size of the AOI's tiles (both bands, both items): {tiles / 1e6:.1f} MB\n")
@@ -343,3 +379,7 @@ def report(figs: dict[str, Figures], tiles: int, runs: int) -> None:
     print("\ntargets: (c) <= 2.0 s, (d) <= 2.5 s, both <= 1.2x (a); (a) <= 2x floor; read <= 1.5x tiles; "
           "RSS <= 600 MB")
     print("RSS: (a)/floor the warm process; (b) the largest step command; (c)/(d) the job's processes summed")
+    if figs["e"].wall and figs["c"].wall:
+        fixed, work = figs["e"].median("wall"), figs["a"].median("wall")
+        print(f"(e): the job's path without the work costs {fixed:.2f} s, {fixed / work:.2f}x (a) by itself "
+              f"(with the work, (c) - (e) = {figs['c'].median('wall') - fixed:.2f} s)")

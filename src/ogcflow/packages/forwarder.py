@@ -7,13 +7,14 @@ file descriptor, over the UNIX socket SOCKET to the job's policing proxy on the 
 this process, and it makes no connection of its own: the sandbox has no route anywhere, only its loopback.
 
 Standard library only, no ogcflow import: it runs with the sandbox's interpreter (``/usr/bin/python3``), which
-does not see ogcflow's code.
+does not see ogcflow's code. C modules only (``_socket``, not ``socket``, whose import of ``enum`` costs half
+as much again as the interpreter's start): it runs before every tool that has the network.
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
 
 
@@ -21,11 +22,11 @@ def main(argv: list[str]) -> None:
     port, path, dash, *command = argv
     if dash != "--" or not command:
         sys.exit("usage: forwarder.py PORT SOCKET -- COMMAND...")
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", int(port)))  # before the tool starts: its first connection finds it
     listener.listen(128)
-    host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    host = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     host.connect(path)
     if os.fork() == 0:
         null = os.open(os.devnull, os.O_RDWR)
@@ -33,9 +34,9 @@ def main(argv: list[str]) -> None:
             os.dup2(null, fd)
         try:
             while True:
-                conn, _ = listener.accept()
-                socket.send_fds(host, [b"c"], [conn.fileno()])
-                conn.close()
+                fd, _ = listener._accept()  # type: ignore[attr-defined]  # the C socket's: a bare descriptor
+                host.sendmsg([b"c"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
+                os.close(fd)
         finally:  # the host side went away: the tool's proxy connections are refused from now on
             os._exit(0)
     listener.close()
