@@ -457,6 +457,22 @@ def test_command_lines_built_at_once_each_make_their_directories(tmp_path: Path)
     assert run.stdout.strip() == "launched", run.stderr
 
 
+def test_offline_commands_get_no_network_whatever_their_tool_declares(tmp_path: Path) -> None:
+    """A plugin's commands that fetch elsewhere (the EO steps, through their step server) get no network in
+    their sandbox; any other command of a tool with NetworkAccess gets the policed one."""
+    from ogcflow.packages.sandbox import Sandbox
+    from ogcflow.settings import Settings
+
+    settings = Settings()
+    launcher = ["/usr/bin/python3", "-S", "-E", "/opt/steps/launch.py", "crop"]
+    box = Sandbox(settings=settings.sandbox, root=tmp_path, policy=settings.network, offline_commands=[launcher])
+    assert box.network_mode(True, [*launcher, "--band", "green"]) == "deny"
+    assert box.network_mode(True, launcher[:-1] + ["otsu"]) == "policy"  # another step: not this command
+    assert box.network_mode(True, ["curl", "https://example.com/"]) == "policy"
+    assert box.network_mode(True, launcher[:2]) == "policy"  # a prefix of it is not the command
+    assert box.network_mode(False, ["curl"]) == "deny"
+
+
 def test_cgroups_are_detected_and_the_rlimits_are_the_fallback(tmp_path: Path) -> None:
     """Per-job cgroups need cgroup v2 with the memory, pids and cpu controllers delegated to the worker; the
     check reads a cgroup tree (here a copy laid out as the kernel does) and says what is missing."""

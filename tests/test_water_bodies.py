@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -127,6 +128,9 @@ def test_the_notebook_flow(client: httpx.Client, wb: tuple[Server, str], scenes:
     assert tif["href"] in page and tif["url"] in page
     log = client.get(f"/jobs/{job}/logs").text
     assert "node_otsu" in log
+    # each step ran in a sandbox without a network of its own (its step process fetches, under the policy)
+    ran = re.findall(r"INFO \[job [^\]]+\] \$JOB/\S+ \(([^)]*)\) ", log)
+    assert len(ran) == 13 and set(ran) == {"sandboxed"}, ran  # 3 items: 4 steps each, then the catalog
     if srv.env.get("OGCFLOW_ENGINE") == "prefect":  # the CWL run's log is in the flow run's logs too
         link = next(ln["href"] for ln in status["links"] if "/runs/flow-run/" in ln["href"])
         with httpx.Client(base_url=os.environ["PREFECT_API_URL"].rstrip("/") + "/", timeout=10) as prefect:

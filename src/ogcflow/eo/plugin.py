@@ -84,12 +84,20 @@ def register(ext: Extensions) -> None:
         return [sys.prefix, sys.base_prefix, code, *(str(p) for p in eo.eo_local_roots),
                 *([socket] if socket else [])]
 
+    def offline_steps() -> list[list[str]]:
+        """The steps' commands while a step server runs them: they fetch from the step process, which has the
+        host's network under the server's policy; their sandbox needs none (no forwarder, no tool network).
+        Without a step server the launcher runs the step in the sandbox, which then needs the policed one."""
+        socket = os.environ.get(STEP_SOCKET_ENV)
+        return list(STEP_IMAGES.values()) if socket and os.path.exists(socket) else []
+
     ext.cwl.output_handlers.append(stac_output)
     ext.worker_plugins.append(StageOutWarmUp())
     ext.cwl.step_env.append(step_env)
     ext.cwl.sandbox_paths.append(sandbox_paths)
     if eo.cwl_step_images:
         ext.cwl.images.update(STEP_IMAGES)
+        ext.cwl.offline_commands.append(offline_steps)
         if settings.cwl.container_runtime == "none":
             ext.worker_plugins.append(StepServerPlugin(config))
     for name in SHIPPED:

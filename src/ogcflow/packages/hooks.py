@@ -31,3 +31,8 @@ class CWLHooks:
     #: each gives host paths that the mapped commands of these images need in a tool's sandbox, read-only
     #: (existing UNIX sockets are bound as such)
     sandbox_paths: list[Callable[[], list[str]]] = field(default_factory=list)
+    #: each gives commands (the first words of a command line) that need no network of their own in a
+    #: sandbox, because they reach what they need otherwise (the EO steps, while their step server runs:
+    #: through it, under the server's own policy); their tools get none, even with NetworkAccess (CWL v1.0
+    #: tools have it by default). Called per job.
+    offline_commands: list[Callable[[], list[list[str]]]] = field(default_factory=list)

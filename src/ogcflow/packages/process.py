@@ -151,7 +151,8 @@ class CWLProcess(Process):
             readable.update(more())
         roots = [os.path.realpath(r) for r in self.network.local_roots if os.path.isdir(r)]
         return Sandbox(self.sandbox, workdir, readable=sorted(readable | set(roots)), input_roots=roots,
-                       policy=self.network, download_max_bytes=self.network.tool_download_max_bytes)
+                       policy=self.network, download_max_bytes=self.network.tool_download_max_bytes,
+                       offline_commands=[words for more in self.hooks.offline_commands for words in more()])
 
     def _output(self, name: str, value: CWLValue, ctx: JobContext) -> OutputValue:
         for handler in self.hooks.output_handlers:

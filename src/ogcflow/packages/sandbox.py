@@ -217,6 +217,8 @@ class Sandbox:
     #: the bytes the job's tools may receive through the policy, every command and connection together
     #: (OGCFLOW_TOOL_DOWNLOAD_MAX_BYTES; None: no limit)
     download_max_bytes: int | None = None
+    #: command lines starting with one of these get no network (:attr:`CWLHooks.offline_commands`)
+    offline_commands: list[list[str]] = field(default_factory=list)
     bwrap: str = ""
     uid: int = 0
     _etc: Path | None = None
@@ -246,9 +248,12 @@ class Sandbox:
             self._etc = etc
         return self._etc
 
-    def network_mode(self, declared: bool) -> Network:
-        """What a command gets: no network unless its tool declares NetworkAccess, then what the operator
-        chose (policed by default; without a policy to apply, none)."""
+    def network_mode(self, declared: bool, command: list[str] | None = None) -> Network:
+        """What a command gets: no network unless its tool declares NetworkAccess and the command is not one
+        of :attr:`offline_commands`, then what the operator chose (policed by default; without a policy to
+        apply, none)."""
+        if command is not None and any(command[:len(words)] == words for words in self.offline_commands):
+            declared = False
         mode = self.settings.network if declared else "deny"
         return "deny" if mode == "policy" and self.policy is None else mode
 
@@ -487,7 +492,7 @@ def _job_class() -> type:
                         sandbox.check_input(ent.resolved, ent.target)
             except SandboxRefused as exc:
                 raise WorkflowException(str(exc)) from None
-            network = sandbox.network_mode(bool(self.networkaccess))
+            network = sandbox.network_mode(bool(self.networkaccess), list(self.command_line))
             net = sandbox.tool_network() if network == "policy" else None
             prefix = sandbox.command_prefix([self.outdir, self.tmpdir], self.outdir, network,
                                             _limits(self, sandbox), net)
