@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,8 @@ from ogcflow.storage import ResultStorage, make_key
 
 STORAGE_EXT = "https://stac-extensions.github.io/storage/v2.0.0/schema.json"
 STORAGE_V1_EXT = "https://stac-extensions.github.io/storage/v1.0.0/schema.json"
+#: uploads (and quicklooks) of a stage-out at once: they mostly wait on the storage
+STAGE_THREADS = 4
 ALTERNATE_EXT = "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json"
 GEOJSON = "application/geo+json"
 QUICKLOOK = "quicklook.png"
@@ -138,42 +141,49 @@ def stage_out_catalog(directory: Path, job_id: str, storage: ResultStorage, base
     schemes = storage.storage_schemes()
     job_url = storage.url(f"{job_id}/catalog.json").rsplit("/", 1)[0]
     api_scheme = urlsplit(base_url).scheme if base_url else ""
-    items: list[Any] = []
     alternates: dict[str, dict[str, str]] = {}  # storage URL of an asset -> its href through the API
-    with tempfile.TemporaryDirectory(prefix="ogcflow-quicklooks-") as tmp:
-        for item_path, data in _items(directory):
-            item = _item(data)
-            folder = f"{job_id}/{item.id}"
-            try:
-                make_key(job_id, folder)
-            except ValueError:
-                raise ProcessError(f"the STAC item id '{item.id}' cannot name a storage folder "
-                                   "(letters, digits, '.', '_', '-')") from None
-            files = _assets(data, item_path, directory)
-            quicklook = _quicklook(item, files, Path(tmp))
-            if quicklook is not None:
-                key = "thumbnail" if "thumbnail" not in item.assets else "quicklook"
-                item.add_asset(key, pystac.Asset(href=QUICKLOOK, media_type=PNG, roles=["thumbnail"],
-                                                 title="Quicklook"))
-                files[key] = quicklook
-            for key, asset in item.assets.items():
-                source = files[key]
-                name = QUICKLOOK if source == quicklook else source.name
-                media = _media(source, asset.media_type)
-                stored = storage.put_file(job_id, f"{folder}/{name}", source, media)
-                asset.href, asset.media_type = storage.url(stored), media
-                if base_url:
-                    alternates[asset.href] = {"href": file_href(base_url, job_id, stored.split("/", 1)[1]),
-                                              "alternate:name": "through the API"}
-            item.collection_id = job_id
-            if schemes:
-                item.properties["storage:schemes"] = schemes
-            extensions = [STORAGE_EXT] if schemes else []
-            if item.assets:
-                extensions.append(ALTERNATE_EXT)
-            item.stac_extensions = [e for e in item.stac_extensions if e != STORAGE_V1_EXT] + \
-                [e for e in extensions if e not in item.stac_extensions]
-            items.append(item)
+
+    def stage(entry: tuple[Path, dict[str, Any]], tmp: Path) -> Any:
+        """One item: its quicklook made, its assets uploaded, its hrefs and extensions set."""
+        item_path, data = entry
+        item = _item(data)
+        folder = f"{job_id}/{item.id}"
+        try:
+            make_key(job_id, folder)
+        except ValueError:
+            raise ProcessError(f"the STAC item id '{item.id}' cannot name a storage folder "
+                               "(letters, digits, '.', '_', '-')") from None
+        files = _assets(data, item_path, directory)
+        quicklook = _quicklook(item, files, tmp)
+        if quicklook is not None:
+            key = "thumbnail" if "thumbnail" not in item.assets else "quicklook"
+            item.add_asset(key, pystac.Asset(href=QUICKLOOK, media_type=PNG, roles=["thumbnail"],
+                                             title="Quicklook"))
+            files[key] = quicklook
+        for key, asset in item.assets.items():
+            source = files[key]
+            name = QUICKLOOK if source == quicklook else source.name
+            media = _media(source, asset.media_type)
+            stored = storage.put_file(job_id, f"{folder}/{name}", source, media)
+            asset.href, asset.media_type = storage.url(stored), media
+            if base_url:
+                alternates[asset.href] = {"href": file_href(base_url, job_id, stored.split("/", 1)[1]),
+                                          "alternate:name": "through the API"}
+        item.collection_id = job_id
+        if schemes:
+            item.properties["storage:schemes"] = schemes
+        extensions = [STORAGE_EXT] if schemes else []
+        if item.assets:
+            extensions.append(ALTERNATE_EXT)
+        item.stac_extensions = [e for e in item.stac_extensions if e != STORAGE_V1_EXT] + \
+            [e for e in extensions if e not in item.stac_extensions]
+        return item
+
+    # the items side by side (quicklooks are numpy and GDAL, uploads wait on the storage), in their order
+    entries = _items(directory)
+    with tempfile.TemporaryDirectory(prefix="ogcflow-quicklooks-") as tmp, \
+            ThreadPoolExecutor(max(1, min(STAGE_THREADS, len(entries))), thread_name_prefix="stage-out") as pool:
+        items: list[Any] = list(pool.map(lambda entry: stage(entry, Path(tmp)), entries))
 
     catalog = pystac.Catalog(id=job_id, description=f"results of job {job_id}", title="Processing results",
                              catalog_type=pystac.CatalogType.SELF_CONTAINED)
@@ -204,16 +214,18 @@ def stage_out_catalog(directory: Path, job_id: str, storage: ResultStorage, base
         return out
 
     features: list[dict[str, Any]] = []
+    documents: list[tuple[Any, dict[str, Any], str]] = []
     for item in items:
         stored = item.to_dict(include_self_link=False, transform_hrefs=True)
         stored["assets"] = asset_dicts(item, absolute=False)
-        _put_json(storage, job_id, item, job_url, stored, GEOJSON)
+        documents.append((item, stored, GEOJSON))
         feature = item.to_dict(include_self_link=True, transform_hrefs=False)
         feature["assets"] = asset_dicts(item, absolute=True)
         features.append(feature)
     for node in (collection, catalog):
-        _put_json(storage, job_id, node, job_url, node.to_dict(include_self_link=False, transform_hrefs=True),
-                  "application/json")
+        documents.append((node, node.to_dict(include_self_link=False, transform_hrefs=True), "application/json"))
+    with ThreadPoolExecutor(min(STAGE_THREADS, len(documents)), thread_name_prefix="stage-out") as pool:
+        list(pool.map(lambda doc: _put_json(storage, job_id, doc[0], job_url, doc[1], doc[2]), documents))
     return {"type": "FeatureCollection", "id": job_id, "features": features}
 
 
