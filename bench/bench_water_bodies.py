@@ -1,7 +1,8 @@
 """Water-bodies through the whole server path against the four steps run directly, in one run.
 
     bench/run.sh water_bodies [--runs 5] [--items ABC]
-    bench/run.sh water_bodies --size full [--runs 5] [--skip-prefect]   (bench/water_bodies_full.py)
+    bench/run.sh water_bodies --size full [--runs 5] [--skip-prefect] [--keep-http-cache]
+                                                                     (bench/water_bodies_full.py)
 
 Both sides run the same step commands (``python -m ogcflow.eo crop|norm_diff|otsu|stac``) on the same
 synthetic Landsat scenes served over HTTP. "Direct" runs them as a script would: the items two at a time
@@ -105,11 +106,14 @@ def main() -> None:
     ap.add_argument("--size", choices=("small", "full"), default="small",
                     help="full: two full-size Landsat-like items and the notebook's AOI (bench/water_bodies_full.py)")
     ap.add_argument("--skip-prefect", action="store_true", help="--size full: no Prefect engine run")
+    ap.add_argument("--keep-http-cache", action="store_true",
+                    help="--size full: the floor and (a) keep GDAL's HTTP cache from one run to the next (the "
+                         "same items every run; by default it is emptied before each, as a new job finds it)")
     args = ap.parse_args()
     if args.size == "full":
         from bench.water_bodies_full import main as full
 
-        full(args.runs, args.skip_prefect)
+        full(args.runs, args.skip_prefect, args.keep_http_cache)
         return
     if not os.environ.get("AWS_ENDPOINT_URL"):
         raise SystemExit("start an S3 server first (bench/run.sh water_bodies does)")

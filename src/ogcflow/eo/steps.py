@@ -76,8 +76,9 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     """Write ``crop_<band>.tif``: the band of the item inside the AOI box (pixels of the source grid whose
     centre is outside the box, or outside the scene, are nodata)."""
     import rasterio
-    from pyproj import CRS, Transformer
-    from pyproj.exceptions import CRSError
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+    from rasterio.warp import transform as reproject_points
     from shapely.geometry import box, mapping
 
     from ogcflow.eo.items import find_asset, gdal_options, open_href, raster_env, read_item, refused_reads
@@ -93,9 +94,9 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     try:
         with raster_env(href, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_HTTP_MAX_RETRY="3",
                         GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
-            to_raster = Transformer.from_crs(source_crs, src.crs, always_xy=True)
-            x1, y1 = to_raster.transform(minx, miny)
-            x2, y2 = to_raster.transform(maxx, maxy)
+            # GDAL's PROJ, which opening the raster has set up in this process (pyproj's would be set up
+            # again in every step process: ~10 ms); x before y, as for rasterio's CRS objects always
+            (x1, x2), (y1, y2) = reproject_points(source_crs, src.crs, [minx, maxx], [miny, maxy])
             shape = box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
             try:
                 data, transform = _cut(src, mapping(shape))
