@@ -127,3 +127,69 @@ def test_a_malformed_launcher_request_is_refused(payload: bytes) -> None:
 
     with pytest.raises(ValueError):
         parse_request(payload)
+
+
+def _junk(path: str, payload: bytes, declared: int | None = None) -> None:
+    """A request with three descriptors and ``payload`` after a length header (``declared``, or its own)."""
+    import socket as sk
+    import struct
+
+    with sk.socket(sk.AF_UNIX, sk.SOCK_STREAM) as conn, open(os.devnull, "rb") as null:
+        conn.connect(path)
+        sk.send_fds(conn, [struct.pack("!I", len(payload) if declared is None else declared)], [null.fileno()] * 3)
+        conn.sendall(payload)
+        conn.shutdown(sk.SHUT_WR)
+        conn.settimeout(10)
+        assert conn.recv(4) == b""  # refused: closed without an exit status
+
+
+def test_refused_requests_leave_no_descriptor_open(step_server: tuple[str, int], tmp_path: Path) -> None:
+    """Any sandboxed tool can reach the step server: what it sends that is not a request is closed, the
+    descriptors that came with it included (else a few thousand of them would exhaust the server's)."""
+    server = psutil.Process(step_server[1])
+    before = server.num_fds()
+    for payload in (b"{}", b"ogcflow-step/2\x00x\x00otsu", b"not a request at all"):
+        for _ in range(20):
+            _junk(step_server[0], payload)
+    _junk(step_server[0], b"", declared=1 << 30)  # larger than any request may be: refused at once
+    assert server.num_fds() <= before
+    usage = _step(["otsu"], tmp_path, _env(step_server[0], tmp_path))
+    assert usage.returncode == 2 and "usage:" in usage.stderr  # and the server still runs steps
+
+
+def test_a_slow_client_holds_no_launcher_up(step_server: tuple[str, int], tmp_path: Path) -> None:
+    import socket as sk
+    import struct
+
+    with sk.socket(sk.AF_UNIX, sk.SOCK_STREAM) as slow, open(os.devnull, "rb") as null:
+        slow.connect(step_server[0])
+        sk.send_fds(slow, [struct.pack("!I", 100)], [null.fileno()] * 3)
+        slow.sendall(b"o")  # then nothing: 99 bytes owed
+        usage = _step(["otsu"], tmp_path, _env(step_server[0], tmp_path))
+        assert usage.returncode == 2 and "usage:" in usage.stderr
+        slow.setblocking(False)
+        with pytest.raises(BlockingIOError):  # served while the slow request was still being waited for
+            slow.recv(1)
+
+
+def test_a_launcher_the_server_refuses_says_so_in_one_line(tmp_path: Path) -> None:
+    """A server that closes at once (here: a socket that accepts and closes): an ERROR line, no traceback."""
+    import socket as sk
+    import threading
+
+    path = str(tmp_path / "s.sock")
+    listener = sk.socket(sk.AF_UNIX, sk.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        conn.close()
+
+    threading.Thread(target=refuse, daemon=True).start()
+    env = {**os.environ, ENV: path}
+    done = subprocess.run([*launcher_command("otsu"), "x.tif"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    listener.close()
+    assert done.returncode == 1
+    assert done.stderr.startswith("ERROR step: ") and "Traceback" not in done.stderr, done.stderr

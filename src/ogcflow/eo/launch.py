@@ -46,17 +46,23 @@ def main() -> None:
         return
     data = request(argv)
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # three C ints: SCM_RIGHTS' payload
-    sent = conn.sendmsg([data[:4]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-    rest = data[sent:]
-    while rest:
-        rest = rest[conn.send(rest):]
     status = b""
-    while len(status) < 4:
-        chunk = conn.recv(4 - len(status))
-        if not chunk:
-            sys.stderr.write("ERROR step: the step process ended without an exit status\n")
-            sys.exit(1)
-        status += chunk
+    try:
+        sent = conn.sendmsg([data[:4]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        rest = data[sent:]
+        while rest:
+            rest = rest[conn.send(rest):]
+        while len(status) < 4:
+            chunk = conn.recv(4 - len(status))
+            if not chunk:
+                break
+            status += chunk
+    except OSError as exc:  # the server refused the request or went away
+        sys.stderr.write(f"ERROR step: the step server did not run the step ({exc.strerror or exc})\n")
+        sys.exit(1)
+    if len(status) < 4:
+        sys.stderr.write("ERROR step: the step process ended without an exit status\n")
+        sys.exit(1)
     sys.exit(int.from_bytes(status, "big", signed=True))
 
 

@@ -25,6 +25,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,14 +138,51 @@ def parse_request(payload: bytes) -> StepRequest:
     return StepRequest(argv=[os.fsdecode(a) for a in fields[2:n + 2]], cwd=os.fsdecode(fields[n + 2]), env=env)
 
 
-def _recv_exact(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
+#: the longest request a launcher may send (its argv and environment, which execve bounds far lower)
+MAX_REQUEST = 16 << 20
+#: seconds a launcher has to send its whole request (it sends it at once)
+REQUEST_SECONDS = 5.0
+#: launchers whose requests are being read at once (more wait in the listen queue)
+MAX_PENDING = 64
+
+
+class _Incoming:
+    """A launcher's request as it arrives: its standard streams come with the first bytes."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.deadline = time.monotonic() + REQUEST_SECONDS
+        self.fds: list[int] = []
+        self.data = bytearray()
+        self.started = False
+
+    def read(self) -> StepRequest | None:
+        """Take what has arrived (the socket is readable); the request once whole, None until then.
+        ValueError or OSError when it is not a request."""
+        if not self.started:
+            self.started = True
+            data, fds, flags, _addr = socket.recv_fds(self.conn, 1 << 16, 3)
+            self.fds = list(fds)
+            if len(self.fds) != 3 or flags & socket.MSG_CTRUNC:
+                raise ValueError("a request comes with the launcher's three standard streams")
+        else:
+            data = self.conn.recv(1 << 16)
+        if not data:
             raise ConnectionError("the launcher went away")
-        data += chunk
-    return data
+        self.data += data
+        if len(self.data) < 4:
+            return None
+        size = struct.unpack("!I", self.data[:4])[0]
+        if size > MAX_REQUEST or len(self.data) > size + 4:
+            raise ValueError("a request of the wrong size")
+        return parse_request(bytes(self.data[4:])) if len(self.data) == size + 4 else None
+
+    def close(self, keep_fds: bool = False) -> None:
+        if not keep_fds:
+            for fd in self.fds:
+                os.close(fd)
+            self.fds = []
+        self.conn.close()
 
 
 def _enter_sandbox(conn: socket.socket) -> None:
@@ -251,29 +289,46 @@ def serve(path: str, parent: int, config: str | None = None) -> None:
     os.chmod(tmp, 0o666)  # the directory is private; sandboxed launchers (other users) get the socket bound
     listener.listen(64)
     os.replace(tmp, path)  # launchers see the socket only once it accepts
+    pending: dict[socket.socket, _Incoming] = {}  # read side by side: a slow client holds no one up
     while os.getppid() == parent:
-        ready, _, _ = select.select([listener], [], [], 1.0)
-        if not ready:
-            continue
-        conn, _ = listener.accept()
-        conn.settimeout(10)  # a launcher sends its request at once; a silent client must not hold the server
-        try:
-            header, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
-            if len(header) < 4 or len(fds) != 3:
-                raise ConnectionError("a malformed request")
-            request = parse_request(_recv_exact(conn, struct.unpack("!I", header)[0]))
-        except (OSError, ValueError, ConnectionError):
-            conn.close()
-            continue
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if os.fork() == 0:
-            listener.close()
-            conn.settimeout(None)
-            _run_step(conn, fds, request, config)
-        for fd in fds:
-            os.close(fd)
-        conn.close()
+        now = time.monotonic()
+        for late in [i for i in pending.values() if i.deadline <= now]:
+            del pending[late.conn]
+            late.close()
+        wait = min([1.0, *(i.deadline - now for i in pending.values())])
+        ready, _, _ = select.select([listener, *pending], [], [], max(wait, 0.0))
+        for sock in ready:
+            if sock is listener:
+                if len(pending) < MAX_PENDING:
+                    conn, _ = listener.accept()
+                    conn.setblocking(False)
+                    pending[conn] = _Incoming(conn)
+                continue
+            incoming = pending[sock]
+            try:
+                request = incoming.read()
+            except (OSError, ValueError):
+                del pending[sock]
+                incoming.close()
+                continue
+            if request is None:
+                continue
+            del pending[sock]
+            _start_step(listener, pending, incoming, request, config)
+
+
+def _start_step(listener: socket.socket, pending: dict[socket.socket, _Incoming], incoming: _Incoming,
+                request: StepRequest, config: str | None) -> None:
+    """Fork the step process of a whole request; this server keeps none of its descriptors."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:
+        listener.close()
+        for other in pending.values():  # nothing of the other launchers stays open in this step
+            other.close()
+        incoming.conn.setblocking(True)
+        _run_step(incoming.conn, incoming.fds, request, config)
+    incoming.close()
 
 
 class StepServer:
