@@ -193,3 +193,26 @@ def test_a_launcher_the_server_refuses_says_so_in_one_line(tmp_path: Path) -> No
     listener.close()
     assert done.returncode == 1
     assert done.stderr.startswith("ERROR step: ") and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_killed_server_is_not_taken_for_a_running_one(tmp_path: Path) -> None:
+    """Its socket file stays behind: the steps' sandboxes must then get the policed network again (their
+    launchers run the steps themselves), so whether a server answers is asked of the socket, not the file."""
+    from ogcflow.eo.stepserver import answering
+
+    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        path, pid = proc.stdout.readline().split()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert answering(path)
+        server = psutil.Process(int(pid))
+        os.kill(server.pid, signal.SIGKILL)
+        while time.monotonic() < deadline and server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.02)  # dead (its parent, blocked on stdin here, reaps it later)
+        assert os.path.exists(path) and not answering(path)
+        assert not answering(None) and not answering(str(tmp_path / "none.sock"))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -21,7 +21,7 @@ from ogcflow.eo.packages import SHIPPED, STEP_IMAGES, shipped_package
 from ogcflow.eo.settings import EOSettings
 from ogcflow.eo.stageout import stac_output
 from ogcflow.eo.stepserver import ENV as STEP_SOCKET_ENV
-from ogcflow.eo.stepserver import StepServer
+from ogcflow.eo.stepserver import StepServer, answering
 from ogcflow.wiring import Extensions
 
 SETTINGS = EOSettings
@@ -88,8 +88,7 @@ def register(ext: Extensions) -> None:
         """The steps' commands while a step server runs them: they fetch from the step process, which has the
         host's network under the server's policy; their sandbox needs none (no forwarder, no tool network).
         Without a step server the launcher runs the step in the sandbox, which then needs the policed one."""
-        socket = os.environ.get(STEP_SOCKET_ENV)
-        return list(STEP_IMAGES.values()) if socket and os.path.exists(socket) else []
+        return list(STEP_IMAGES.values()) if answering(os.environ.get(STEP_SOCKET_ENV)) else []
 
     ext.cwl.output_handlers.append(stac_output)
     ext.worker_plugins.append(StageOutWarmUp())

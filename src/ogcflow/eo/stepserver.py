@@ -36,6 +36,19 @@ ENV = "OGCFLOW_STEP_SOCKET"
 LAUNCHER = Path(__file__).with_name("launch.py")
 
 
+def answering(path: str | None) -> bool:
+    """Whether a step server listens at ``path`` (its socket file outlives a server that was killed)."""
+    if not path:
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            probe.connect(path)  # then closed unsent: the server drops it at once
+    except OSError:
+        return False
+    return True
+
+
 def launcher_command(step: str) -> list[str]:
     """The command a CWL tool runs for ``step`` (through the step server when there is one)."""
     return [sys.executable, "-S", "-E", str(LAUNCHER), step]
