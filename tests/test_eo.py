@@ -16,6 +16,7 @@ from ogcflow.eo.config import StepConfig
 from ogcflow.eo.errors import StepError
 from ogcflow.eo.scenes import generate
 from ogcflow.eo.stageout import ALTERNATE_EXT, stage_out_catalog
+from ogcflow.errors import ProcessError
 from ogcflow.storage import LocalStorage
 from tests.eo_support import PlanetaryComputer, Scenes, iou
 from tests.stac_support import validate
@@ -93,11 +94,23 @@ def test_sentinel_like_assets_are_found_by_common_name(scenes: Scenes, tmp_path:
         steps.crop(scenes.item_url("S"), AOI, "EPSG:4326", "nir08", tmp_path, cfg)
 
 
+def test_a_bare_epsg_code_is_a_crs(scenes: Scenes, tmp_path: Path, cfg: StepConfig) -> None:
+    with_prefix, bare = tmp_path / "prefix", tmp_path / "bare"
+    with_prefix.mkdir()
+    bare.mkdir()
+    a = steps.crop(scenes.item_url("A"), AOI, "EPSG:4326", "green", with_prefix, cfg)
+    b = steps.crop(scenes.item_url("A"), AOI, "4326", "green", bare, cfg)
+    with rasterio.open(a) as first, rasterio.open(b) as second:
+        assert first.transform == second.transform and (first.read() == second.read()).all()
+
+
 @pytest.mark.parametrize(("key", "aoi", "epsg", "band", "message"), [
     ("D", AOI, "EPSG:4326", "green", "does not overlap item LC09_L2SP_041032_20231031_02_T1"),
     ("A", "-121.43,40.27,-121.33", "EPSG:4326", "green", "is not a bounding box"),
     ("A", "-121.33,40.27,-121.43,40.34", "EPSG:4326", "green", "min < max"),
     ("A", AOI, "EPSG:99999999", "green", "is not a coordinate reference system"),
+    ("A", AOI, "EPSG:5773", "green", "cannot be expressed in the CRS of item"),  # a vertical CRS
+    ("A", "-121.43,95,-121.33,96", "EPSG:4326", "green", "cannot be expressed in the CRS of item"),
     ("A", AOI, "EPSG:4326", "swir16", "no data asset for the band 'swir16'"),
     ("A", AOI, "EPSG:4326", "qa_pixel", "no data asset for the band 'qa_pixel'"),
 ])
@@ -211,6 +224,30 @@ def test_stage_out_rewrites_hrefs_into_results_storage(scenes: Scenes, tmp_path:
     assert {ALTERNATE_EXT, PROJECTION_EXT} <= set(used)
     for doc in (catalog, collection, *fc["features"]):
         validate(doc)
+
+
+def test_an_item_given_twice_is_staged_out_once(scenes: Scenes, tmp_path: Path, cfg: StepConfig) -> None:
+    """The same input item twice: the catalog links it twice, and its files are one folder, written once
+    (the items are staged out side by side: twice would be two writers of the same files)."""
+    mask = _mask(scenes, "A", tmp_path / "A", cfg)
+    out = tmp_path / "catalog"
+    out.mkdir()
+    steps.stac([scenes.item_url("A"), scenes.item_url("A")], [mask, mask], out, cfg)
+    storage = LocalStorage(tmp_path / "results")
+    for job in ("job-1", "job-2", "job-3"):
+        fc = stage_out_catalog(out, job, storage)
+        assert [f["id"] for f in fc["features"]] == [scenes.item_id("A")]
+        assert not [k for k in storage.list_job(job) if k.rsplit("/", 1)[-1].startswith(".")]  # no temp file
+    # two different items with one id would be two writers of one folder: refused, saying why
+    item = out / scenes.item_id("A") / f"{scenes.item_id('A')}.json"
+    twin = out / "twin" / "twin.json"
+    twin.parent.mkdir()
+    twin.write_text(item.read_text().replace("./otsu.tif", "../" + scenes.item_id("A") + "/otsu.tif"))
+    catalog = json.loads((out / "catalog.json").read_text())
+    catalog["links"].append({"rel": "item", "href": "./twin/twin.json", "type": "application/geo+json"})
+    (out / "catalog.json").write_text(json.dumps(catalog))
+    with pytest.raises(ProcessError, match=f"two items with the id '{scenes.item_id('A')}'"):
+        stage_out_catalog(out, "job-4", storage)
 
 
 def test_planetary_computer_assets_are_signed(scenes: Scenes, tmp_path: Path) -> None:

@@ -473,6 +473,27 @@ def test_offline_commands_get_no_network_whatever_their_tool_declares(tmp_path: 
     assert box.network_mode(False, ["curl"]) == "deny"
 
 
+def test_the_commands_of_a_job_started_at_once_share_its_download_budget(tmp_path: Path) -> None:
+    """cwltool starts the commands of a scatter from several threads: they all count against one budget."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ogcflow.packages.sandbox import Sandbox
+    from ogcflow.settings import Settings
+
+    settings = Settings()
+    box = Sandbox(settings=settings.sandbox, root=tmp_path, policy=settings.network, download_max_bytes=1000)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave as much as they can
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            nets = list(pool.map(lambda _: box.tool_network(), range(8)))
+    finally:
+        sys.setswitchinterval(switch)
+        box.close()
+    assert len({id(net.proxy.budget) for net in nets}) == 1 and nets[0].proxy.budget is not None
+
+
 def test_cgroups_are_detected_and_the_rlimits_are_the_fallback(tmp_path: Path) -> None:
     """Per-job cgroups need cgroup v2 with the memory, pids and cpu controllers delegated to the worker; the
     check reads a cgroup tree (here a copy laid out as the kernel does) and says what is missing."""

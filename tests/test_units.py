@@ -319,3 +319,13 @@ def test_the_body_depth_limit_is_exact(depth: int, deep: bool, kind: str) -> Non
             asyncio.run(read_json_body(request, 1 << 20))
     else:
         assert asyncio.run(read_json_body(request, 1 << 20)) == value
+
+
+def test_a_schema_with_several_types_goes_to_the_full_validator() -> None:
+    """JSON Schema draft 4 allows ``type`` to be a list (an optional CWL input may be described so)."""
+    process = Process(id="p", version="1", inputs={"x": InputDescription(schema={"type": ["string", "null"]})},
+                      outputs={})
+    check_request(process, Execute(inputs={"x": "text"}))
+    check_request(process, Execute(inputs={"x": None}))
+    with pytest.raises(InvalidInput, match="'x'"):
+        check_request(process, Execute(inputs={"x": 3}))

@@ -68,6 +68,7 @@ def _read(path: Path, what: str) -> dict[str, Any]:
 def _items(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
     """The catalog's items in link order (sub-catalogs followed), as written: no STAC version migration."""
     found: list[tuple[Path, dict[str, Any]]] = []
+    seen: set[Path] = set()
 
     def walk(path: Path, depth: int) -> None:
         node = _read(path, path.name)
@@ -79,7 +80,9 @@ def _items(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
             if directory not in target.parents:
                 raise ProcessError(f"the output STAC catalog links outside itself: {href}")
             if link["rel"] == "item":
-                found.append((target, _read(target, href)))
+                if target not in seen:  # an item linked twice (an input item given twice) is one item
+                    seen.add(target)
+                    found.append((target, _read(target, href)))
             elif depth < 8:
                 walk(target, depth + 1)
 
@@ -181,6 +184,10 @@ def stage_out_catalog(directory: Path, job_id: str, storage: ResultStorage, base
 
     # the items side by side (quicklooks are numpy and GDAL, uploads wait on the storage), in their order
     entries = _items(directory)
+    ids = [data.get("id") for _path, data in entries]
+    twice = next((i for i in ids if ids.count(i) > 1), None)
+    if twice is not None:  # their files would land in one folder
+        raise ProcessError(f"the output STAC catalog has two items with the id '{twice}'")
     with tempfile.TemporaryDirectory(prefix="ogcflow-quicklooks-") as tmp, \
             ThreadPoolExecutor(max(1, min(STAGE_THREADS, len(entries))), thread_name_prefix="stage-out") as pool:
         items: list[Any] = list(pool.map(lambda entry: stage(entry, Path(tmp)), entries))

@@ -14,6 +14,7 @@ uncompressed and without overviews (at full Landsat size, LZW and overviews cost
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,6 +77,7 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     """Write ``crop_<band>.tif``: the band of the item inside the AOI box (pixels of the source grid whose
     centre is outside the box, or outside the scene, are nodata)."""
     import rasterio
+    from rasterio._err import CPLE_BaseError  # what GDAL raises, when a transformation fails
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
     from rasterio.warp import transform as reproject_points
@@ -88,7 +90,7 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
     _key, asset = find_asset(item, band)
     href = open_href(asset.get_absolute_href() or asset.href, item, settings)
     try:
-        source_crs = CRS.from_user_input(epsg)
+        source_crs = CRS.from_epsg(int(epsg)) if epsg.strip().isdigit() else CRS.from_user_input(epsg)
     except CRSError:
         raise StepError(f"'{epsg}' is not a coordinate reference system (e.g. EPSG:4326)") from None
     try:
@@ -96,7 +98,14 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
                         GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
             # GDAL's PROJ, which opening the raster has set up in this process (pyproj's would be set up
             # again in every step process: ~10 ms); x before y, as for rasterio's CRS objects always
-            (x1, x2), (y1, y2) = reproject_points(source_crs, src.crs, [minx, maxx], [miny, maxy])
+            try:
+                (x1, x2), (y1, y2) = reproject_points(source_crs, src.crs, [minx, maxx], [miny, maxy])
+            except CPLE_BaseError as exc:
+                raise StepError(f"the area of interest {aoi} ({epsg}) cannot be expressed in the CRS of item "
+                                f"{item.id}: {exc}") from None
+            if not all(math.isfinite(v) for v in (x1, x2, y1, y2)):
+                raise StepError(f"the area of interest {aoi} ({epsg}) cannot be expressed in the CRS of item "
+                                f"{item.id}")
             shape = box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
             try:
                 data, transform = _cut(src, mapping(shape))

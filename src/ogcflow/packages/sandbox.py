@@ -229,6 +229,8 @@ class Sandbox:
         self.bwrap = check_bwrap(self.settings)
         _say_which_limits()
         self.uid = self.settings.uid_base + os.getpid() % UID_SPAN
+        if self.download_max_bytes is not None:  # one for the job, made before cwltool's threads share it
+            self._budget = DownloadBudget(self.download_max_bytes)
         self.root = Path(os.path.realpath(self.root))
         os.chown(self.root, 0, self.uid)  # the sandbox user may enter the job's directory, no one else
         os.chmod(self.root, 0o750)
@@ -262,8 +264,6 @@ class Sandbox:
         per command, also when cwltool runs several at once; what they download counts against the job's one
         budget); closed with the command or the sandbox."""
         assert self.policy is not None
-        if self._budget is None and self.download_max_bytes is not None:
-            self._budget = DownloadBudget(self.download_max_bytes)
         net = toolnet.ToolNetwork(self.root / ".sandbox-net", self.policy, self.uid, self._budget)
         self._nets.append(net)
         return net

@@ -111,7 +111,7 @@ def _scalar_check(schema: dict[str, Any], value: Any) -> str | None:
     """A quick check of the common scalar schemas: None when the schema needs the full validator, ''
     when the value fits, else the reason it does not (worded as jsonschema words it)."""
     kind = schema.get("type")
-    if kind not in _PY_TYPES or not _SCALAR_KEYS.issuperset(schema):
+    if not isinstance(kind, str) or kind not in _PY_TYPES or not _SCALAR_KEYS.issuperset(schema):
         return None
     if isinstance(value, bool) and kind != "boolean" or not isinstance(value, _PY_TYPES[kind]):
         return f"{value!r} is not of type '{kind}'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,9 +63,16 @@ class LocalStorage:
         key = make_key(job_id, name)
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")  # no valid name starts with '.': never a job's file
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        # a name of its own for each writer (no valid name starts with '.': never a job's file), then renamed
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return key
 
     def put_file(self, job_id: str, name: str, source: Path, media_type: str | None = None) -> str:
