@@ -184,10 +184,11 @@ def stage_out_catalog(directory: Path, job_id: str, storage: ResultStorage, base
 
     # the items side by side (quicklooks are numpy and GDAL, uploads wait on the storage), in their order
     entries = _items(directory)
-    ids = [data.get("id") for _path, data in entries]
-    twice = next((i for i in ids if ids.count(i) > 1), None)
-    if twice is not None:  # their files would land in one folder
-        raise ProcessError(f"the output STAC catalog has two items with the id '{twice}'")
+    ids: set[Any] = set()
+    for _path, data in entries:
+        if data.get("id") in ids:  # their files would land in one folder
+            raise ProcessError(f"the output STAC catalog has two items with the id '{data.get('id')}'")
+        ids.add(data.get("id"))
     with tempfile.TemporaryDirectory(prefix="ogcflow-quicklooks-") as tmp, \
             ThreadPoolExecutor(max(1, min(STAGE_THREADS, len(entries))), thread_name_prefix="stage-out") as pool:
         items: list[Any] = list(pool.map(lambda entry: stage(entry, Path(tmp)), entries))

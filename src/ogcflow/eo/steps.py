@@ -98,14 +98,13 @@ def crop(item_ref: str, aoi: str, epsg: str, band: str, out_dir: Path, settings:
                         GDAL_HTTP_RETRY_DELAY="1", **gdal_options(href, settings)), rasterio.open(href) as src:
             # GDAL's PROJ, which opening the raster has set up in this process (pyproj's would be set up
             # again in every step process: ~10 ms); x before y, as for rasterio's CRS objects always
+            unfit = f"the area of interest {aoi} ({epsg}) cannot be expressed in the CRS of item {item.id}"
             try:
                 (x1, x2), (y1, y2) = reproject_points(source_crs, src.crs, [minx, maxx], [miny, maxy])
             except CPLE_BaseError as exc:
-                raise StepError(f"the area of interest {aoi} ({epsg}) cannot be expressed in the CRS of item "
-                                f"{item.id}: {exc}") from None
+                raise StepError(f"{unfit}: {exc}") from None
             if not all(math.isfinite(v) for v in (x1, x2, y1, y2)):
-                raise StepError(f"the area of interest {aoi} ({epsg}) cannot be expressed in the CRS of item "
-                                f"{item.id}")
+                raise StepError(unfit)
             shape = box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
             try:
                 data, transform = _cut(src, mapping(shape))

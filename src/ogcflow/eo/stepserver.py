@@ -190,11 +190,10 @@ class _Incoming:
             raise ValueError("a request of the wrong size")
         return parse_request(bytes(self.data[4:])) if len(self.data) == size + 4 else None
 
-    def close(self, keep_fds: bool = False) -> None:
-        if not keep_fds:
-            for fd in self.fds:
-                os.close(fd)
-            self.fds = []
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
         self.conn.close()
 
 
