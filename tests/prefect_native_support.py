@@ -106,3 +106,17 @@ def wait_run(api: httpx.Client, run_id: str, states: tuple[str, ...], timeout: f
         if run["state"]["type"] in states or time.monotonic() > deadline:
             return dict(run)
         time.sleep(0.1)
+
+
+def task_states(api: httpx.Client, run_id: str, want: list[str], timeout: float = 30) -> list[str]:
+    """The states of a flow run's task runs, waited for until they are `want` (or the timeout): Prefect 3
+    records task-run states from the events the flow-run process sends, in the server's task-run recorder,
+    so they can show PENDING for a moment after the flow run itself is COMPLETED."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = api.post("task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}})
+        resp.raise_for_status()
+        states = [t["state"]["type"] for t in resp.json()]
+        if states == want or time.monotonic() > deadline:
+            return states
+        time.sleep(0.2)
