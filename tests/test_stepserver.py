@@ -216,3 +216,49 @@ def test_a_killed_server_is_not_taken_for_a_running_one(tmp_path: Path) -> None:
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def test_a_step_joins_its_launchers_job_group_and_takes_its_rlimits(step_server: tuple[str, int],
+                                                                    tmp_path: Path) -> None:
+    """A forked step counts where the tool's own process would: in the job's control group (the job's memory
+    and processes together) and under the tool's rlimits, not the step server's."""
+    from ogcflow.cgroups import JobCgroups, detect
+
+    host = detect()
+    if isinstance(host, str):
+        pytest.skip(f"this host gives jobs no control group: {host}")
+    assert isinstance(host, JobCgroups)
+
+    class Hanging(RangeHandler):
+        def _serve(self, head: bool) -> None:
+            time.sleep(30)
+
+    groups = host.of_worker(os.getpid())
+    group = groups.create("step-test.1", memory_mb=1024, processes=100)
+    slow = DataServer(tmp_path, handler=Hanging).start()
+    try:
+        launcher = subprocess.Popen(["prlimit", "--nofile=200", "--data=900000000", "--cpu=77", "--",
+                                     *launcher_command("crop"), "--input-item", slow.url + "/item.json",
+                                     "--aoi", AOI, "--band", "green"], cwd=tmp_path,
+                                    env=_env(step_server[0], tmp_path), preexec_fn=group.join,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = psutil.Process(step_server[1])
+        deadline = time.monotonic() + 10
+        while not server.children() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [step] = server.children()
+        deadline = time.monotonic() + 5
+        while step.pid not in group.pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert step.pid in group.pids() and launcher.pid in group.pids()
+        assert step.rlimit(psutil.RLIMIT_NOFILE) == (200, 200)
+        assert step.rlimit(psutil.RLIMIT_DATA) == (900000000, 900000000)
+        assert step.rlimit(psutil.RLIMIT_CPU) == (77, 77)
+        assert server.rlimit(psutil.RLIMIT_NOFILE) != (200, 200)  # the server's own are untouched
+        assert group.remove()  # ending the job's group ends the step too, though the server forked it
+        launcher.wait(timeout=5)
+        _, alive = psutil.wait_procs([step], timeout=5)
+        assert not alive
+    finally:
+        slow.stop()
+        host.sweep(lambda pid: True)

@@ -292,6 +292,18 @@ class SandboxSettings(SettingsGroup):
     read_only_paths: list[Path] = Field(
         default_factory=list, description="More host paths commands may read (besides /usr, the job's inputs "
                                           "and a minimal /etc).")
+    cgroups: Literal["auto", "off"] = Field(
+        "auto", validation_alias="OGCFLOW_JOB_CGROUPS",
+        description="auto: every job runs in a control group of its own (cgroup v1 memory and pids hierarchies, "
+                    "where writable), with the limits below for all its processes together, and is ended "
+                    "whole; off: rlimits per process only.")
+    job_memory_mb: int | None = Field(
+        None, gt=0, validation_alias="OGCFLOW_JOB_MEMORY_MB",
+        description="Memory of one job, all its processes together (its control group's limit; swap "
+                    "included where accounted). Default: three quarters of the host's memory.")
+    job_processes: int = Field(
+        2048, gt=0, validation_alias="OGCFLOW_JOB_PROCESSES",
+        description="Processes (and threads) of one job at once, all together (its control group's pids.max).")
 
 
 class AuthSettings(SettingsGroup):

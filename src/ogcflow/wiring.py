@@ -9,10 +9,13 @@ worker plugins, shipped packages and settings groups.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ogcflow.auth.authenticator import Authenticator
+from ogcflow.cgroups import JobCgroups, default_job_memory_mb
+from ogcflow.cgroups import detect as detect_cgroups
 from ogcflow.engines import native
 from ogcflow.engines.base import Engine
 from ogcflow.engines.worker import StoreQueue, Worker, WorkerPlugin
@@ -25,6 +28,8 @@ from ogcflow.services.processes import ProcessService
 from ogcflow.settings import CORE_GROUPS, Settings, SettingsGroup
 from ogcflow.storage import make_storage
 from ogcflow.store import Store, worker_identity
+
+log = logging.getLogger("ogcflow.wiring")
 
 
 @dataclass
@@ -108,7 +113,21 @@ def make_worker(server: Server, *, concurrency: int, callbacks: bool = True,
         source = StoreQueue(rt, identity)
     plugins: list[WorkerPlugin] = [CWLWarmUp(), *server.ext.worker_plugins]
     return Worker(rt, source, concurrency=concurrency, callbacks=callbacks, parent_pid=parent_pid,
-                  plugins=plugins, identity=identity)
+                  plugins=plugins, identity=identity, cgroups=job_cgroups(rt.settings))
+
+
+def job_cgroups(settings: Settings) -> JobCgroups | None:
+    """Where the worker makes its jobs' control groups (None: off, or the host has none to give; said once)."""
+    if settings.sandbox.cgroups == "off":
+        return None
+    found = detect_cgroups()
+    if isinstance(found, str):
+        log.info("jobs get no control group of their own (%s): their processes have rlimits only", found)
+        return None
+    memory = settings.sandbox.job_memory_mb or default_job_memory_mb()
+    log.info("each job runs in a control group of its own: %d MB and %d processes for all its processes",
+             memory, settings.sandbox.job_processes)
+    return found
 
 
 def settings_groups(settings: Settings) -> list[type[SettingsGroup]]:

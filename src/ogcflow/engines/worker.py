@@ -21,6 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from ogcflow.cgroups import JobCgroups, JobGroup, default_job_memory_mb, out_of_memory_message
 from ogcflow.children import become_subreaper, children_of, die_with_parent, kill_descendants, stop_child
 from ogcflow.domain import Job
 from ogcflow.jobs.callbacks import dispatch_forever
@@ -127,6 +128,8 @@ class _Child:
     started: float
     pidfd: int = -1
     attempt: int = 1
+    #: the job's control group (None: the host gives none)
+    group: JobGroup | None = None
 
 
 def pid_alive(pid: int) -> bool:
@@ -162,8 +165,12 @@ class Worker:
 
     def __init__(self, rt: Runtime, source: JobSource, *, concurrency: int = 2, callbacks: bool = True,
                  parent_pid: int | None = None, plugins: Sequence[WorkerPlugin] = (),
-                 identity: str | None = None) -> None:
+                 identity: str | None = None, cgroups: JobCgroups | None = None) -> None:
         self.rt = rt
+        #: where this host's job groups are made (None: jobs get rlimits only)
+        self.cgroups = cgroups
+        self._groups: JobCgroups | None = None
+        self._forks = 0
         self.source = source
         self.parent_pid = parent_pid
         self.concurrency = max(1, concurrency)
@@ -270,6 +277,11 @@ class Worker:
             if not pid_alive(self.parent_pid):
                 return
         become_subreaper()  # what a job's processes leave behind comes back to the worker, which ends it
+        if self.cgroups is not None:
+            removed = self.cgroups.sweep(pid_alive)
+            if removed:
+                log.info("removed %d job group(s) of workers that are gone", removed)
+            self._groups = self.cgroups.of_worker(os.getpid())
         self._start_plugins()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -388,13 +400,30 @@ class Worker:
         except Exception:  # the job process will meet the problem and report it
             log.debug("job %s: could not prepare process %s", job.id, job.process_id, exc_info=True)
 
+    def _group(self, job: Job) -> JobGroup | None:
+        """A control group for the job's next process (named apart from an earlier attempt's, which may
+        still be ending)."""
+        if self._groups is None:
+            return None
+        self._forks += 1
+        sandbox = self.rt.settings.sandbox
+        try:
+            return self._groups.create(f"{job.id}.{self._forks}", sandbox.job_memory_mb or default_job_memory_mb(),
+                                       sandbox.job_processes)
+        except OSError as exc:
+            log.warning("job %s: no control group of its own (%s); its processes have rlimits only", job.id, exc)
+            return None
+
     def _fork(self, job: Job) -> None:
         self._prepare(job)
         worker = os.getpid()
+        group = self._group(job)
         pid = os.fork()
         if pid == 0:  # the job's process
             code = 0
             try:
+                if group is not None:
+                    group.join()  # first: whatever the job starts is born in its group
                 die_with_parent()  # a worker killed with -9 takes its jobs with it
                 if os.getppid() != worker:
                     os._exit(1)
@@ -417,7 +446,7 @@ class Worker:
         except (AttributeError, OSError):
             pidfd = -1
         self.children[pid] = _Child(job_id=job.id, pid=pid, started=time.monotonic(), pidfd=pidfd,
-                                    attempt=job.attempt)
+                                    attempt=job.attempt, group=group)
         self.rt.store.jobs.set_worker(job.id, f"{self.identity}/{pid}")
 
     def _collect(self) -> None:
@@ -429,6 +458,7 @@ class Worker:
                 done, status = pid, 0
             if done == 0:
                 continue
+            out_of_memory = out_of_memory_message(child.group)
             self._forget(child)
             self._sweep()
             if any(c.job_id == child.job_id for c in self.children.values()):
@@ -436,6 +466,8 @@ class Worker:
             now_status = self.rt.store.jobs.status_of([child.job_id]).get(child.job_id)
             if now_status is StatusCode.dismissed:
                 self.stopped(child.job_id)  # dismissed while it ended by itself
+            elif out_of_memory and (os.WIFSIGNALED(status) or now_status is StatusCode.running):
+                self.lost(child.job_id, out_of_memory, attempt=child.attempt)  # it would again: no re-run
             elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"exited with code {os.WEXITSTATUS(status)}")
@@ -509,6 +541,12 @@ class Worker:
         if child.pidfd >= 0:
             os.close(child.pidfd)
             child.pidfd = -1
+        if child.group is not None:  # nothing of the job runs on, wherever it was forked from
+            killed = len(child.group.pids())
+            child.group.remove()
+            if killed:
+                log.info("job %s: ended %d process(es) left in its group", child.job_id, killed)
+            child.group = None
 
     def _check_dispatcher(self) -> None:
         if not self.dispatcher_pid:

@@ -197,13 +197,31 @@ class _Incoming:
         self.conn.close()
 
 
+#: the launcher's rlimits its step takes (those the sandbox sets: :meth:`Limits.prlimit`)
+RLIMITS = ("RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_FSIZE")
+
+
 def _enter_sandbox(conn: socket.socket) -> None:
-    """If the launcher runs as another user than this server (in a sandbox), take its mount namespace, its
-    root and its user: the step can then reach only what the sandboxed tool can."""
+    """Become the launcher's step: join its job's control group and take its rlimits (the step counts
+    against the tool's and the job's limits, as the tool's own process would); and if the launcher runs as
+    another user than this server (in a sandbox), take its mount namespace, its root and its user: the step
+    can then reach only what the sandboxed tool can."""
     import ctypes
+    import resource
+
+    from ogcflow.cgroups import join_group_of
 
     pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                          struct.calcsize("3i")))
+    join_group_of(pid)
+    for name in RLIMITS:
+        which = getattr(resource, name)
+        soft, hard = resource.prlimit(pid, which)
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):  # not root: a hard limit above this server's stays this server's
+            ours = resource.getrlimit(which)[1]
+            resource.setrlimit(which, (soft if ours == resource.RLIM_INFINITY or 0 <= soft <= ours else ours, ours))
     if uid == os.getuid():
         return
     libc = ctypes.CDLL(None, use_errno=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ogcflow import models
+from ogcflow.cgroups import out_of_memory_message, own_group
 from ogcflow.domain import Failure, Job, JobRequest, Manifest, RunOptions, Subscriber, job_failed, new_job_id, utcnow
 from ogcflow.errors import InputFetchError, InvalidParameter, ProcessCancelled, ProcessError, ServiceUnavailable
 from ogcflow.jobs.results import results_document, store_outputs
@@ -155,6 +156,9 @@ def run_job(rt: Runtime, job: Job, cancelled: threading.Event | None = None, *,
         if started is not None:
             started(ctx)
         outcome = execute_process(rt, job, ctx)
+        if outcome.status is StatusCode.failed and (oom := out_of_memory_message(own_group())):
+            msg = f"{oom}; {outcome.message}"  # a tool was killed for the job's memory limit: that is why
+            outcome = Outcome(StatusCode.failed, msg, failure=job_failed(msg))
         log_key = None
         try:
             if outcome.status is not StatusCode.successful and not _superseded(rt, job):

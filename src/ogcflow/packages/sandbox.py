@@ -134,47 +134,6 @@ def check_bwrap(settings: SandboxSettings) -> str:
     return found
 
 
-CGROUP_ROOT = "/sys/fs/cgroup"
-CGROUP_CONTROLLERS = ("memory", "pids", "cpu")
-
-
-def cgroups_unusable(root: str = CGROUP_ROOT) -> str | None:
-    """Why jobs cannot have cgroups of their own here (None: they could): cgroup v2 mounted at ``root``, with
-    the memory, pids and cpu controllers in this process's cgroup and that cgroup writable (delegated).
-
-    Not used yet, even where usable (the limits of a command are its rlimits): this tells the operator, once
-    per worker process, which of the two a host offers (docs/security.md)."""
-    if not os.path.isfile(f"{root}/cgroup.controllers"):
-        return f"no cgroup v2 hierarchy at {root} (cgroup v1 or a hybrid mount)"
-    try:
-        with open("/proc/self/cgroup", encoding="ascii") as fh:
-            own = next((line.split("::", 1)[1].strip() for line in fh if line.startswith("0::")), None)
-    except OSError:
-        own = None
-    if own is None:
-        return "this process is in no cgroup v2 group"
-    path = os.path.join(root, own.lstrip("/"))
-    try:
-        with open(os.path.join(path, "cgroup.controllers"), encoding="ascii") as fh:
-            available = fh.read().split()
-    except OSError:
-        return f"the controllers of this process's cgroup ({own}) cannot be read"
-    missing = [c for c in CGROUP_CONTROLLERS if c not in available]
-    if missing:
-        return f"the {', '.join(missing)} controller(s) are not available in this process's cgroup ({own})"
-    if not os.access(path, os.W_OK):
-        return f"this process's cgroup ({own}) is not delegated to it (not writable)"
-    return None
-
-
-@functools.cache
-def _say_which_limits() -> None:
-    """Tell the operator, once per process, what limits sandboxed commands get here."""
-    why = cgroups_unusable()
-    log.info("the limits of sandboxed commands are rlimits (per process; no cgroup per job%s)",
-             f": {why}" if why else ", although this host could give them one")
-
-
 @dataclass(frozen=True)
 class Limits:
     """Rlimits of one command."""
@@ -227,7 +186,6 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.bwrap = check_bwrap(self.settings)
-        _say_which_limits()
         self.uid = self.settings.uid_base + os.getpid() % UID_SPAN
         if self.download_max_bytes is not None:  # one for the job, made before cwltool's threads share it
             self._budget = DownloadBudget(self.download_max_bytes)
