@@ -55,7 +55,17 @@ def test_a_job_group_holds_its_limits_and_ends_whole(groups: JobCgroups) -> None
     assert (group.dirs["pids"] / "pids.max").read_text().strip() == "64"
     assert group.memory_limit_mb() == 256
     proc = subprocess.Popen(["sh", "-c", "setsid sleep 300 & (sleep 300 &); sleep 300"], preexec_fn=group.join)
-    assert wait_until(lambda: len(group.pids()) == 4), group.pids()  # sh and three sleeps, one in a session
+    def names() -> list[str]:
+        found = []
+        for pid in group.pids():
+            try:
+                found.append(psutil.Process(pid).name())
+            except psutil.NoSuchProcess:  # the subshell, which ends once its sleep started
+                pass
+        return sorted(found)
+
+    # sh and three sleeps, one in a session of its own, one an orphan of a subshell
+    assert wait_until(lambda: names() == ["sh", "sleep", "sleep", "sleep"]), names()
     tree = [psutil.Process(pid) for pid in group.pids()]
     assert {in_group(p.pid) for p in tree} == {"/" + str(group.dirs["memory"]).split("/memory/", 1)[1]}
     assert group.remove()

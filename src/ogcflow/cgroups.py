@@ -181,6 +181,12 @@ class JobCgroups:
         """The groups of one worker's jobs (several workers of a host share their own group)."""
         return JobCgroups({c: base / str(pid) for c, base in self.bases.items()})
 
+    def remove_empty(self) -> None:
+        """Remove the group directories themselves (a worker's, once its jobs' groups are gone)."""
+        for base in self.bases.values():
+            with contextlib.suppress(OSError):
+                base.rmdir()
+
     def sweep(self, alive: Callable[[int], bool]) -> int:
         """Remove the job groups of workers that are gone (``alive(pid)`` false), and of the caller's own
         earlier life (a reused pid): what still ran in them is killed; how many groups were removed."""
@@ -201,9 +207,7 @@ class JobCgroups:
                 group = mine.group(job_id)
                 if group is not None and group.remove():
                     removed += 1
-            for base in mine.bases.values():
-                with contextlib.suppress(OSError):
-                    base.rmdir()
+            mine.remove_empty()
         return removed
 
 

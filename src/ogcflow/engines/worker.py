@@ -378,6 +378,8 @@ class Worker:
                       attempt=child.attempt)
         self._collect()
         self._sweep()
+        if self._groups is not None:  # its jobs' groups are gone with them: the worker's own directory too
+            self._groups.remove_empty()
         for plugin in reversed(self._started):
             try:
                 plugin.stop()

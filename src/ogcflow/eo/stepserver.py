@@ -197,8 +197,26 @@ class _Incoming:
         self.conn.close()
 
 
-#: the launcher's rlimits its step takes (those the sandbox sets: :meth:`Limits.prlimit`)
-RLIMITS = ("RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_FSIZE")
+#: the launcher's rlimits its step takes (those the sandbox sets: :meth:`Limits.prlimit`), by their names in
+#: /proc/<pid>/limits (which anyone may read; prlimit(2) of a sandboxed process is refused even to root)
+RLIMITS = {"Max cpu time": "RLIMIT_CPU", "Max data size": "RLIMIT_DATA", "Max open files": "RLIMIT_NOFILE",
+           "Max processes": "RLIMIT_NPROC", "Max file size": "RLIMIT_FSIZE"}
+
+
+def _limits_of(pid: int) -> dict[str, tuple[int, int]]:
+    """The rlimits of process ``pid`` among :data:`RLIMITS` (resource name -> soft, hard)."""
+    import resource
+
+    found: dict[str, tuple[int, int]] = {}
+    with open(f"/proc/{pid}/limits", encoding="ascii") as fh:
+        for line in fh.read().splitlines()[1:]:
+            name = RLIMITS.get(line[:26].strip())
+            words = line[26:].split()
+            if name is None or len(words) < 2:
+                continue
+            soft, hard = (resource.RLIM_INFINITY if w == "unlimited" else int(w) for w in words[:2])
+            found[name] = (soft, hard)
+    return found
 
 
 def _enter_sandbox(conn: socket.socket) -> None:
@@ -214,9 +232,8 @@ def _enter_sandbox(conn: socket.socket) -> None:
     pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                          struct.calcsize("3i")))
     join_group_of(pid)
-    for name in RLIMITS:
+    for name, (soft, hard) in _limits_of(pid).items():
         which = getattr(resource, name)
-        soft, hard = resource.prlimit(pid, which)
         try:
             resource.setrlimit(which, (soft, hard))
         except (ValueError, OSError):  # not root: a hard limit above this server's stays this server's
@@ -245,7 +262,11 @@ def _run_step(conn: socket.socket, fds: list[int], request: StepRequest, config:
             os.dup2(fd, target)
         for fd in fds:
             os.close(fd)
-        _enter_sandbox(conn)
+        try:
+            _enter_sandbox(conn)
+        except OSError as exc:
+            print(f"ERROR step: could not become the launcher's step: {exc}", file=sys.stderr)
+            raise
         os.chdir(request.cwd)
         os.environ.clear()
         os.environ.update(request.env)
