@@ -425,7 +425,10 @@ class Worker:
             code = 0
             try:
                 if group is not None:
-                    group.join()  # first: whatever the job starts is born in its group
+                    try:
+                        group.join()  # first: whatever the job starts is born in its group
+                    except OSError as exc:  # the job runs all the same, with rlimits only
+                        log.warning("job %s: could not join its control group (%s)", job.id, exc)
                 die_with_parent()  # a worker killed with -9 takes its jobs with it
                 if os.getppid() != worker:
                     os._exit(1)
