@@ -13,28 +13,29 @@
 #   bench/run.sh ab --against REV [options of bench/bench_ab.py]   (this checkout beside an earlier revision)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 scripts/setup.sh test
 scripts/debs.sh wrk postgresql redis-server
 which=${1:-part1}
 shift || true
 if [ "$which" = prefect ] || [ "$which" = prefect_native ] || [ "$which" = prefect_calls ] || { [ "$which" = water_bodies ] && [[ " $* " == *" full "* ]]; }; then
   export OGCFLOW_PG_DIR=$(mktemp -d /tmp/ogcflow-pg.XXXXXX) OGCFLOW_PREFECT_DIR=$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)
-  export OGCFLOW_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  export OGCFLOW_PREFECT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  eval "$(scripts/postgres.sh start)"
+  export OGCFLOW_PG_PORT=$(free_port)
+  export OGCFLOW_PREFECT_PORT=0  # a free one
+  start_service postgres
   trap 'scripts/prefect.sh stop; scripts/postgres.sh stop; rm -rf "$OGCFLOW_PG_DIR" "$OGCFLOW_PREFECT_DIR"' EXIT
   export OGCFLOW_PREFECT_WORKERS=${OGCFLOW_PREFECT_WORKERS:-2}  # two server processes (with Redis)
-  eval "$(scripts/prefect.sh start)"
+  start_service prefect
   export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
 fi
 if [ "$which" = auth ]; then
   export OGCFLOW_OIDC_DIR=$(mktemp -d /tmp/ogcflow-oidc.XXXXXX)
   trap 'scripts/oidc.sh stop; rm -rf "$OGCFLOW_OIDC_DIR"' EXIT
-  eval "$(scripts/oidc.sh start)"
+  start_service oidc
 fi
 if [ "$which" = water_bodies ]; then
   export OGCFLOW_S3_DIR=$(mktemp -d /tmp/ogcflow-s3.XXXXXX)
   trap 'scripts/s3.sh stop; { scripts/prefect.sh stop; scripts/postgres.sh stop; } 2>/dev/null || true; rm -rf "$OGCFLOW_S3_DIR" "${OGCFLOW_PG_DIR:-}" "${OGCFLOW_PREFECT_DIR:-}"' EXIT
-  eval "$(scripts/s3.sh start)"
+  start_service s3
 fi
 .venv/bin/python "bench/bench_${which}.py" "$@"

@@ -7,11 +7,15 @@
 # PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS says otherwise: the tests of limits stay short.
 # OGCFLOW_PREFECT_WORKERS=N (N > 1) runs N server processes, which Prefect allows only with Redis: a private
 # redis-server (Debian's package) is started for them.
+# OGCFLOW_PREFECT_PORT: the port (default 4290); 0 picks a free one, and another if that one is taken by the
+# time the server binds it (the tests' other services pick free ports too).
 # Usage: eval "$(scripts/prefect.sh start)"; scripts/prefect.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 DIR=${OGCFLOW_PREFECT_DIR:-/tmp/ogcflow-prefect}
-PORT=${OGCFLOW_PREFECT_PORT:-4290}
+ASKED_PORT=${OGCFLOW_PREFECT_PORT:-4290}
+PORT=$ASKED_PORT
 case "${1:-start}" in
   start)
     mkdir -p "$DIR/home"
@@ -39,7 +43,7 @@ PY
     export PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS=${PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS:-1}
     if [ "$WORKERS" -gt 1 ]; then
       scripts/debs.sh redis-server
-      RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      RPORT=$(free_port)
       redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
         --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" >&2
       export PREFECT_MESSAGING_BROKER=prefect_redis.messaging PREFECT_MESSAGING_CACHE=prefect_redis.messaging
@@ -47,9 +51,10 @@ PY
       export PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect_redis.lease_storage
       export PREFECT_REDIS_MESSAGING_HOST=127.0.0.1 PREFECT_REDIS_MESSAGING_PORT=$RPORT
     fi
-    wait_health() {
+    wait_health() {  # $1: the server's pid; fails at once when it has exited
       for _ in $(seq 1 120); do
-        curl -sf "http://127.0.0.1:$PORT/api/health" >/dev/null && return 0
+        curl -sf --max-time 2 "http://127.0.0.1:$PORT/api/health" >/dev/null && return 0
+        kill -0 "$1" 2>/dev/null || return 1
         sleep 0.5
       done
       return 1
@@ -57,19 +62,28 @@ PY
     if [ "$WORKERS" -gt 1 ]; then
       # several server processes race to create the schema and the block types of a new database:
       # let one process do it first
+      [ "$ASKED_PORT" = 0 ] && PORT=$(free_port)
       setsid .venv/bin/prefect server start --host 127.0.0.1 --port "$PORT" >"$DIR/seed.log" 2>&1 &
       seed=$!
-      wait_health || { tail -n 30 "$DIR/seed.log" >&2; exit 1; }
+      wait_health "$seed" || { tail -n 30 "$DIR/seed.log" >&2; exit 1; }
       kill -TERM -- "-$seed" 2>/dev/null || true
       while kill -0 "$seed" 2>/dev/null; do sleep 0.2; done
     fi
-    setsid .venv/bin/prefect server start --host 127.0.0.1 --port "$PORT" --workers "$WORKERS" \
-      >"$DIR/server.log" 2>&1 &
-    echo $! >"$DIR/pid"
-    if wait_health; then
-      echo "export PREFECT_API_URL=http://127.0.0.1:$PORT/api"
-      exit 0
-    fi
+    for attempt in 1 2 3 4 5; do
+      [ "$ASKED_PORT" = 0 ] && PORT=$(free_port)
+      setsid .venv/bin/prefect server start --host 127.0.0.1 --port "$PORT" --workers "$WORKERS" \
+        >"$DIR/server.log" 2>&1 &
+      server=$!
+      echo "$server" >"$DIR/pid"
+      if wait_health "$server"; then
+        echo "export PREFECT_API_URL=http://127.0.0.1:$PORT/api"
+        exit 0
+      fi
+      kill -KILL -- "-$server" 2>/dev/null || true
+      # a free port taken by another process between the pick and the bind: pick again
+      [ "$ASKED_PORT" = 0 ] && grep -q "already in use" "$DIR/server.log" || break
+      echo "port $PORT was taken before the Prefect server bound it (attempt $attempt); trying another" >&2
+    done
     echo "the Prefect server did not start; see $DIR/server.log" >&2
     tail -n 30 "$DIR/server.log" >&2
     exit 1

@@ -4,10 +4,10 @@
 # OGCFLOW_S3_DIR: data and logs (default /tmp/ogcflow-s3); OGCFLOW_S3_PORT: the S3 port (default: a free one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 DIR=${OGCFLOW_S3_DIR:-/tmp/ogcflow-s3}
 WEED=${WEED:-.venv/bin/weed}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 case "${1:-start}" in
   start)

@@ -5,22 +5,23 @@
 # and pytest in two processes (pytest-xdist; arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 scripts/setup.sh test
 # the EO notebook's client (EOEPCA ogc_api_client, not on PyPI): the wheel beside the project, in ../shared
 .venv/bin/python -m pip install -q --no-deps ../shared/clients/ogc_api_client-0.0.3-py3-none-any.whl
 scripts/tools.sh
 scripts/debs.sh chromium chromium-driver postgresql bubblewrap
 export OGCFLOW_PG_DIR=${OGCFLOW_PG_DIR:-$(mktemp -d /tmp/ogcflow-pg.XXXXXX)}
-export OGCFLOW_PG_PORT=${OGCFLOW_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+export OGCFLOW_PG_PORT=${OGCFLOW_PG_PORT:-$(free_port)}
 export OGCFLOW_PREFECT_DIR=${OGCFLOW_PREFECT_DIR:-$(mktemp -d /tmp/ogcflow-prefect.XXXXXX)}
 export OGCFLOW_S3_DIR=${OGCFLOW_S3_DIR:-$(mktemp -d /tmp/ogcflow-s3.XXXXXX)}
 export OGCFLOW_OIDC_DIR=${OGCFLOW_OIDC_DIR:-$(mktemp -d /tmp/ogcflow-oidc.XXXXXX)}
-export OGCFLOW_PREFECT_PORT=${OGCFLOW_PREFECT_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-eval "$(scripts/postgres.sh start)"
+export OGCFLOW_PREFECT_PORT=${OGCFLOW_PREFECT_PORT:-0}  # 0: a free port, picked again if taken before the bind
+start_service postgres
 trap 'scripts/oidc.sh stop; scripts/s3.sh stop; scripts/prefect.sh stop; scripts/postgres.sh stop; rm -rf "$OGCFLOW_PG_DIR" "$OGCFLOW_PREFECT_DIR" "$OGCFLOW_S3_DIR" "$OGCFLOW_OIDC_DIR"' EXIT
-eval "$(scripts/s3.sh start)"
-eval "$(scripts/oidc.sh start)"  # a real OpenID provider (oidc-provider, from npm) for the authentication tests
-eval "$(scripts/prefect.sh start)"
+start_service s3
+start_service oidc  # a real OpenID provider (oidc-provider, from npm) for the authentication tests
+start_service prefect
 export PREFECT_HOME="$OGCFLOW_PREFECT_DIR/home"
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy  # strict, on src/ (pyproject.toml [tool.mypy])
