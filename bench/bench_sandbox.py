@@ -9,6 +9,10 @@ without the sandbox; the figure is the difference of the medians, i.e. what a jo
 package pays: the sandbox's set-up (its directory, passwd/group), bwrap's namespaces and mounts, prlimit and
 setpriv, and the check of the inputs and outputs. A bare `bwrap ... true` beside a bare `true` shows the
 share of the namespaces alone. Target (issue 12): <= 20 ms.
+
+Where the host has writable cgroup v1 ``memory`` and ``pids`` hierarchies (``ogcflow.cgroups``), the worker
+also gives each job process a control group of its own: a bare fork-and-exit beside the same fork with the
+group created, joined by the child and removed after it, shows what that adds per job process.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_cwl import TOOL  # noqa: E402  (the same one-command package)
+from ogcflow import cgroups  # noqa: E402
 from ogcflow.packages.runner import load_package, run_package  # noqa: E402
 from ogcflow.packages.sandbox import Limits, Sandbox  # noqa: E402
 from ogcflow.settings import SandboxSettings  # noqa: E402
@@ -49,6 +54,36 @@ def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, float]:
         fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000, (cpu_seconds() - cpu) / runs * 1000
+
+
+def fork_and_wait(groups: cgroups.JobCgroups | None, name: str) -> None:
+    """What the worker does per job process, without the job: fork a child that exits at once (in a group of
+    its own, created before the fork, joined first by the child, removed once it has exited)."""
+    group = groups.create(name, memory_mb=1024, processes=64) if groups is not None else None
+    pid = os.fork()
+    if pid == 0:
+        if group is not None:
+            group.join()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    if group is not None:
+        group.kill()
+        group.remove()
+
+
+def group_figures(runs: int) -> tuple[tuple[float, float], tuple[float, float]] | str:
+    """Fork-and-exit without and with a job group, or why groups cannot be used here."""
+    detected = cgroups.detect()
+    if isinstance(detected, str):
+        return detected
+    groups = detected.of_worker(os.getpid())
+    count = iter(range(10**9))
+    try:
+        bare = median_ms(lambda: fork_and_wait(None, ""), runs)
+        grouped = median_ms(lambda: fork_and_wait(groups, f"bench.{next(count)}"), runs)
+    finally:
+        groups.remove_empty()
+    return bare, grouped
 
 
 def main() -> None:
@@ -74,6 +109,7 @@ def main() -> None:
         prefix = Sandbox(settings, root).command_prefix([], "/", "deny", Limits.ceilings(settings))
         bare = median_ms(lambda: subprocess.run(["true"], check=True), args.runs)
         wrapped = median_ms(lambda: subprocess.run([*prefix, "true"], check=True), args.runs)
+    groups = group_figures(max(args.runs, 200))
     print(f"one-command package, {args.runs} job runs in a warm process (load average "
           f"{os.getloadavg()[0]:.1f}):    wall (median)  CPU (mean, with children)")
     print(f"  without the sandbox   {plain[0]:7.1f} ms {plain[1]:13.1f} ms")
@@ -82,6 +118,12 @@ def main() -> None:
           "(target <= 20 ms)")
     print(f"bare command: true {bare[0]:.1f} ms, in the sandbox {wrapped[0]:.1f} ms (+{wrapped[0] - bare[0]:.1f} ms "
           f"wall, +{wrapped[1] - bare[1]:.1f} ms CPU: namespaces, mounts, prlimit, setpriv)")
+    if isinstance(groups, str):
+        print(f"control group per job: not measured ({groups})")
+    else:
+        (forked, forked_cpu), (grouped, grouped_cpu) = groups
+        print(f"control group per job: fork and exit {forked:.2f} ms, in a group of its own {grouped:.2f} ms "
+              f"(+{grouped - forked:.2f} ms wall, +{grouped_cpu - forked_cpu:.2f} ms CPU: create, join, kill, remove)")
 
 
 if __name__ == "__main__":

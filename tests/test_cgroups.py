@@ -187,3 +187,39 @@ def test_a_job_over_its_memory_fails_saying_so(gc: tuple[Server, httpx.Client]) 
     deploy(c, tool("fits", "python3 -c \"b = b'x' * (100 << 20); print('fits')\"", check=True))
     ok = wait_for(c, submit(c, "fits").headers["location"], timeout=120)
     assert ok["status"] == "successful", ok  # the server and its next job are untouched
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_joining_moves_every_thread_of_the_caller(groups: JobCgroups, threads: int) -> None:
+    """A just-forked job process moves its one thread (the cheap way); one with threads moves whole."""
+    group = groups.create(f"{uuid.uuid4()}.1", memory_mb=None, processes=None)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            import threading
+            stop = threading.Event()
+            for _ in range(threads):
+                threading.Thread(target=stop.wait, daemon=True).start()
+            group.join()
+            child = subprocess.Popen(["sleep", "30"])
+            tids = os.listdir("/proc/self/task")
+            os.write(write, " ".join([str(child.pid), *tids]).encode())
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    os.close(write)
+    child, *tids = os.read(read, 4096).decode().split()
+    os.close(read)
+    try:
+        assert len(tids) == threads + 1
+        for controller in group.dirs:
+            for tid in tids:  # every thread of the process is in the group, in each hierarchy
+                with open(f"/proc/{pid}/task/{tid}/cgroup", encoding="ascii") as fh:
+                    line = next(line for line in fh if f":{controller}:" in line)
+                assert line.rstrip().endswith(group.dirs[controller].name), line
+            assert in_group(int(child), controller).endswith(group.dirs[controller].name)
+        assert group.pids() == {pid, int(child)}
+    finally:
+        assert group.remove()
+        os.waitpid(pid, 0)

@@ -57,6 +57,13 @@ def _mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
     return found
 
 
+def _single_threaded() -> bool:
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 def _membership(pid: int | str = "self") -> dict[str, str]:
     """The v1 group of a process in each of :data:`CONTROLLERS` (path from the hierarchy's root)."""
     groups: dict[str, str] = {}
@@ -83,9 +90,14 @@ class JobGroup:
     dirs: dict[str, Path]
 
     def join(self, pid: int = 0) -> None:
-        """Move a process (0: the caller) into the group; its children are born in it."""
+        """Move a process (0: the caller) into the group; its children are born in it.
+
+        A single-threaded caller (a job's process just forked, before it starts anything) moves its one
+        thread through ``tasks``: the kernel then skips the lock that moving a whole process takes, whose
+        RCU grace period cost ~6 ms of wall time per job here against ~0.5 ms."""
+        name = "tasks" if pid == 0 and _single_threaded() else "cgroup.procs"
         for path in self.dirs.values():
-            (path / "cgroup.procs").write_text(str(pid), encoding="ascii")
+            (path / name).write_text(str(pid), encoding="ascii")
 
     def pids(self) -> set[int]:
         found: set[int] = set()

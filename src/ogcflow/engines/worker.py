@@ -463,23 +463,38 @@ class Worker:
                 done, status = pid, 0
             if done == 0:
                 continue
-            out_of_memory = out_of_memory_message(child.group)
+            group, child.group = child.group, None  # emptied now, removed once its OOM count is read
             self._forget(child)
-            self._sweep()
-            if any(c.job_id == child.job_id for c in self.children.values()):
-                continue  # a new attempt of its job runs already (a retry asked in the engine): not its end
-            now_status = self.rt.store.jobs.status_of([child.job_id]).get(child.job_id)
-            if now_status is StatusCode.dismissed:
-                self.stopped(child.job_id)  # dismissed while it ended by itself
-            elif out_of_memory and (os.WIFSIGNALED(status) or now_status is StatusCode.running):
+            try:
+                if group is not None:
+                    self._empty(child.job_id, group)
+                self._sweep()
+                if any(c.job_id == child.job_id for c in self.children.values()):
+                    continue  # a new attempt of its job runs already (a retry asked in the engine): not its end
+                self._ended(child, status, group)
+            finally:
+                if group is not None:
+                    group.remove()
+
+    def _ended(self, child: _Child, status: int, group: JobGroup | None) -> None:
+        """What a job whose process ended (wait status ``status``) comes to, if it did not record its end."""
+        now_status = self.rt.store.jobs.status_of([child.job_id]).get(child.job_id)
+        if now_status is StatusCode.dismissed:
+            self.stopped(child.job_id)  # dismissed while it ended by itself
+            return
+        # the kernel's OOM kills in its group matter only to a job that did not end by itself
+        if os.WIFSIGNALED(status) or now_status is StatusCode.running:
+            out_of_memory = out_of_memory_message(group)
+            if out_of_memory:
                 self.lost(child.job_id, out_of_memory, attempt=child.attempt)  # it would again: no re-run
-            elif os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
-                how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-                       else f"exited with code {os.WEXITSTATUS(status)}")
-                self.lost(child.job_id, f"the job's process {how}", rerun=True, attempt=child.attempt)
-            elif now_status is StatusCode.running:
-                self._unfinished(child.job_id, child.attempt)
-            # accepted: the job's process gave it back to its source, which starts it again later
+                return
+        if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
+            how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                   else f"exited with code {os.WEXITSTATUS(status)}")
+            self.lost(child.job_id, f"the job's process {how}", rerun=True, attempt=child.attempt)
+        elif now_status is StatusCode.running:
+            self._unfinished(child.job_id, child.attempt)
+        # accepted: the job's process gave it back to its source, which starts it again later
 
     def _unfinished(self, job_id: str, attempt: int) -> None:
         """A job process ended normally without recording its job's end: cancelled in the engine, or lost."""
@@ -547,11 +562,16 @@ class Worker:
             os.close(child.pidfd)
             child.pidfd = -1
         if child.group is not None:  # nothing of the job runs on, wherever it was forked from
-            killed = len(child.group.pids())
+            self._empty(child.job_id, child.group)
             child.group.remove()
-            if killed:
-                log.info("job %s: ended %d process(es) left in its group", child.job_id, killed)
             child.group = None
+
+    @staticmethod
+    def _empty(job_id: str, group: JobGroup) -> None:
+        """Kill whatever of the job still runs in its group."""
+        killed = group.kill()
+        if killed:
+            log.info("job %s: ended %d process(es) left in its group", job_id, killed)
 
     def _check_dispatcher(self) -> None:
         if not self.dispatcher_pid:
