@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ogcflow.auth.authenticator import Authenticator
-from ogcflow.cgroups import JobCgroups, default_job_memory_mb
+from ogcflow.cgroups import JobCgroups
 from ogcflow.cgroups import detect as detect_cgroups
 from ogcflow.engines import native
 from ogcflow.engines.base import Engine
@@ -124,9 +124,6 @@ def job_cgroups(settings: Settings) -> JobCgroups | None:
     if isinstance(found, str):
         log.info("jobs get no control group of their own (%s): their processes have rlimits only", found)
         return None
-    memory = settings.sandbox.job_memory_mb or default_job_memory_mb()
-    log.info("each job runs in a control group of its own: %d MB and %d processes for all its processes",
-             memory, settings.sandbox.job_processes)
     return found
 
 

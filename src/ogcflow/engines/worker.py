@@ -170,6 +170,7 @@ class Worker:
         #: where this host's job groups are made (None: jobs get rlimits only)
         self.cgroups = cgroups
         self._groups: JobCgroups | None = None
+        self._job_memory_mb = 0
         self._forks = 0
         self.source = source
         self.parent_pid = parent_pid
@@ -282,6 +283,10 @@ class Worker:
             if removed:
                 log.info("removed %d job group(s) of workers that are gone", removed)
             self._groups = self.cgroups.of_worker(os.getpid())
+            sandbox = self.rt.settings.sandbox
+            self._job_memory_mb = sandbox.job_memory_mb or default_job_memory_mb()
+            log.info("each job runs in a control group of its own: %d MB and %d processes for all its processes",
+                     self._job_memory_mb, sandbox.job_processes)
         self._start_plugins()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -408,10 +413,9 @@ class Worker:
         if self._groups is None:
             return None
         self._forks += 1
-        sandbox = self.rt.settings.sandbox
         try:
-            return self._groups.create(f"{job.id}.{self._forks}", sandbox.job_memory_mb or default_job_memory_mb(),
-                                       sandbox.job_processes)
+            return self._groups.create(f"{job.id}.{self._forks}", self._job_memory_mb,
+                                       self.rt.settings.sandbox.job_processes)
         except OSError as exc:
             log.warning("job %s: no control group of its own (%s); its processes have rlimits only", job.id, exc)
             return None
@@ -463,11 +467,8 @@ class Worker:
                 done, status = pid, 0
             if done == 0:
                 continue
-            group, child.group = child.group, None  # emptied now, removed once its OOM count is read
-            self._forget(child)
+            group = self._forget(child)  # removed once its OOM count is read
             try:
-                if group is not None:
-                    self._empty(child.job_id, group)
                 self._sweep()
                 if any(c.job_id == child.job_id for c in self.children.values()):
                     continue  # a new attempt of its job runs already (a retry asked in the engine): not its end
@@ -546,7 +547,9 @@ class Worker:
             os.waitpid(child.pid, 0)
         except ChildProcessError:
             pass
-        self._forget(child)
+        group = self._forget(child)
+        if group is not None:
+            group.remove()
         self._sweep()
 
     def _sweep(self) -> None:
@@ -556,22 +559,17 @@ class Worker:
         if killed:
             log.info("ended %d process(es) left behind by ended jobs", killed)
 
-    def _forget(self, child: _Child) -> None:
+    def _forget(self, child: _Child) -> JobGroup | None:
+        """Drop an ended job process; its control group is returned emptied (nothing of the job runs on,
+        wherever it was forked from), for the caller to remove."""
         self.children.pop(child.pid, None)
         if child.pidfd >= 0:
             os.close(child.pidfd)
             child.pidfd = -1
-        if child.group is not None:  # nothing of the job runs on, wherever it was forked from
-            self._empty(child.job_id, child.group)
-            child.group.remove()
-            child.group = None
-
-    @staticmethod
-    def _empty(job_id: str, group: JobGroup) -> None:
-        """Kill whatever of the job still runs in its group."""
-        killed = group.kill()
-        if killed:
-            log.info("job %s: ended %d process(es) left in its group", job_id, killed)
+        group, child.group = child.group, None
+        if group is not None and (killed := group.kill()):
+            log.info("job %s: ended %d process(es) left in its group", child.job_id, killed)
+        return group
 
     def _check_dispatcher(self) -> None:
         if not self.dispatcher_pid:
